@@ -1,0 +1,21 @@
+# tfscale: `make demo` and `make test` are the two commands; both install what they need first.
+VENV ?= .venv
+NP ?= 2
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Open MPI refuses to run as root without these (containers and CI run as root).
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+
+.PHONY: setup demo test clean
+
+setup:
+	bash scripts/install.sh
+
+demo: setup
+	NP=$(NP) bash scripts/demo.sh
+
+test: setup
+	$(VENV)/bin/python -m pytest tests
+
+clean:
+	rm -rf runs/demo data/digits

@@ -1,0 +1,1 @@
+"""Raw image datasets to sharded TFRecords, without TensorFlow (writers use the `tfrecord` package)."""

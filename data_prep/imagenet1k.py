@@ -1,0 +1,148 @@
+"""ILSVRC2012 (ImageNet-1K) JPEG tree to sharded TFRecords, without TensorFlow.
+
+  python -m data_prep.imagenet1k --raw_dir=/pfs/ILSVRC2012 --output_dir=/local/i1k \
+      [--train_shards=1024 --val_shards=128 --num_workers=N --label_offset=0|1]
+
+raw_dir holds `train/<wnid>/*.JPEG` and a validation set in one of three layouts:
+  * `val/<wnid>/*.JPEG` (already sorted by class);
+  * flat `val/ILSVRC2012_val_XXXXXXXX.JPEG` with the devkit's `ILSVRC2012_validation_ground_truth.txt`
+    (1-based ILSVRC2012 ids) and the devkit's synset order (`--val_synsets`, one wnid per line: id 1 first);
+  * flat `val/` with Kaggle's `LOC_val_solution.csv`.
+Class names come from `LOC_synset_mapping.txt` or `synset_words.txt` when present. Labels are 0-based
+in sorted-wnid order (`--label_offset=1` for the classic 1-based convention).
+"""
+import csv
+import os
+import re
+import sys
+
+from absl import app, flags
+
+from data_prep import shards
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("raw_dir", None, "ILSVRC2012 root: train/<wnid>/*.JPEG and val/.")
+flags.DEFINE_string("output_dir", None, "Where shards, labels.txt and manifest.json go.")
+flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
+flags.DEFINE_integer("val_shards", 128, "Number of validation shards.")
+flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per core).")
+flags.DEFINE_integer("label_offset", 0, "Stored label of the first class (0, or 1 for classic shards).")
+flags.DEFINE_string("val_ground_truth", None,
+                    "Devkit ground truth for a flat val/ (default: raw_dir/ILSVRC2012_validation_ground_truth.txt).")
+flags.DEFINE_string("val_synsets", None,
+                    "Devkit synset order for the ground truth ids (default: raw_dir/ILSVRC2012_synsets.txt).")
+flags.DEFINE_string("val_solution_csv", None, "Kaggle LOC_val_solution.csv (default: raw_dir/LOC_val_solution.csv).")
+flags.DEFINE_string("synset_words", None,
+                    "wnid-to-words file (default: raw_dir/LOC_synset_mapping.txt or synset_words.txt).")
+flags.DEFINE_string("val_blacklist", None,
+                    "ILSVRC2014 devkit blacklist (1-based val ids); those images go to split validation_blacklisted.")
+flags.DEFINE_integer("resize_shorter", 0, "Resize so the shorter side is at most this (0: keep originals).")
+flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality when an image is re-encoded.")
+flags.DEFINE_integer("seed", 0, "Seed of the training-set shuffle across shards.")
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+VAL_ID = re.compile(r"(\d+)\.[A-Za-z]+$")
+
+
+def list_images(directory: str):
+  return sorted(f for f in os.listdir(directory) if f.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def read_synset_words(path):
+  """{wnid: words} from `n01440764 tench, Tinca tinca` lines (LOC_synset_mapping.txt / synset_words.txt)."""
+  words = {}
+  if path:
+    with open(path) as f:
+      for line in f:
+        wnid, _, text = line.strip().partition(" ")
+        if wnid:
+          words[wnid] = text.strip()
+  return words
+
+
+def find_default(raw_dir, flag_value, *names):
+  if flag_value:
+    return flag_value
+  for name in names:
+    if os.path.exists(os.path.join(raw_dir, name)):
+      return os.path.join(raw_dir, name)
+  return None
+
+
+def validation_wnids(raw_dir, val_dir):
+  """[(path, wnid)] for the validation images, whatever layout they come in."""
+  subdirs = sorted(d for d in os.listdir(val_dir) if os.path.isdir(os.path.join(val_dir, d)))
+  if subdirs:
+    return [(os.path.join(val_dir, d, f), d) for d in subdirs for f in list_images(os.path.join(val_dir, d))]
+  files = list_images(val_dir)
+  solution = find_default(raw_dir, FLAGS.val_solution_csv, "LOC_val_solution.csv")
+  if solution:
+    with open(solution) as f:
+      wnid_of = {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
+    return [(os.path.join(val_dir, f), wnid_of[os.path.splitext(f)[0]]) for f in files
+            if os.path.splitext(f)[0] in wnid_of]
+  ground_truth = find_default(raw_dir, FLAGS.val_ground_truth, "ILSVRC2012_validation_ground_truth.txt")
+  synsets = find_default(raw_dir, FLAGS.val_synsets, "ILSVRC2012_synsets.txt")
+  if not (ground_truth and synsets):
+    raise app.UsageError(f"{val_dir} is flat: give --val_ground_truth with --val_synsets, or --val_solution_csv")
+  with open(ground_truth) as f:
+    ids = [int(line) for line in f if line.strip()]
+  with open(synsets) as f:
+    devkit_order = [line.split()[0] for line in f if line.strip()]
+  # The devkit numbers images ILSVRC2012_val_00000001 … in ground-truth line order.
+  return [(os.path.join(val_dir, f), devkit_order[ids[int(VAL_ID.search(f).group(1)) - 1] - 1]) for f in files]
+
+
+def read_blacklist(path):
+  with open(path) as f:
+    return {int(line) for line in f if line.strip()}
+
+
+def collect(raw_dir: str, label_offset: int):
+  """Returns (splits, classes) for `shards.convert`."""
+  train_dir = os.path.join(raw_dir, "train")
+  wnids = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
+  words = read_synset_words(find_default(raw_dir, FLAGS.synset_words, "LOC_synset_mapping.txt", "synset_words.txt"))
+  label_of = {w: i + label_offset for i, w in enumerate(wnids)}
+  entry = lambda path, wnid: shards.Entry(path, label_of[wnid], wnid, words.get(wnid, ""))
+
+  train = [entry(os.path.join(train_dir, w, f), w) for w in wnids for f in list_images(os.path.join(train_dir, w))]
+  splits = {"train": shards.Split(train, FLAGS.train_shards)}
+  val_dir = os.path.join(raw_dir, "val")
+  if os.path.isdir(val_dir):
+    pairs = validation_wnids(raw_dir, val_dir)
+    unknown = sorted({w for _, w in pairs} - set(label_of))
+    if unknown:
+      raise app.UsageError(f"validation classes missing from train/: {unknown[:5]}")
+    blacklist = read_blacklist(FLAGS.val_blacklist) if FLAGS.val_blacklist else set()
+    is_black = lambda p: blacklist and VAL_ID.search(p) and int(VAL_ID.search(p).group(1)) in blacklist
+    splits["validation"] = shards.Split([entry(p, w) for p, w in pairs if not is_black(p)], FLAGS.val_shards)
+    if blacklist:
+      splits["validation_blacklisted"] = shards.Split([entry(p, w) for p, w in pairs if is_black(p)],
+                                                      max(1, FLAGS.val_shards // 16))
+  classes = [{"synset": w, "text": words.get(w, "")} for w in wnids]
+  return splits, classes
+
+
+def main(argv):
+  del argv
+  if not FLAGS.raw_dir or not os.path.isdir(os.path.join(FLAGS.raw_dir, "train")):
+    sys.exit(f"data_prep.imagenet1k: error: --raw_dir must hold train/<wnid>/ (got {FLAGS.raw_dir!r})")
+  if not FLAGS.output_dir:
+    sys.exit("data_prep.imagenet1k: error: --output_dir is required")
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  splits, classes = collect(FLAGS.raw_dir, FLAGS.label_offset)
+  options = {k: FLAGS[k].value for k in ("train_shards", "val_shards", "label_offset", "resize_shorter",
+                                         "jpeg_quality", "seed", "val_blacklist")}
+  manifest = shards.convert("imagenet1k", FLAGS.output_dir, splits, classes, FLAGS.label_offset, options,
+                            num_workers=FLAGS.num_workers, shuffle_seed=FLAGS.seed)
+  counts = ", ".join(f"{s} {v['records']}" for s, v in manifest["splits"].items())
+  print(f"{FLAGS.output_dir}: {manifest['num_classes']} classes; {counts}; {len(manifest['skipped'])} skipped")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

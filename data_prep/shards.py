@@ -1,0 +1,266 @@
+"""TF-free shard writer shared by every converter: image checks, a worker pool, atomic shards, the manifest.
+
+A converter lists its images as `Entry`s per split; `convert` does the rest. Each shard is one task for a
+pool of light processes that never import TensorFlow (the `tfrecord` package writes the records, and it
+cannot share a process with TF). A shard is written under a temporary name and renamed when complete,
+beside a small sidecar with its counts, so a killed run is resumed by simply running it again: finished
+shards are kept, the rest are written, and the result is byte-identical to an uninterrupted run.
+"""
+import dataclasses
+import io
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from PIL import Image
+
+CONVERTER_VERSION = 1
+SIDE_CAR_DIR = ".shards"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One image to convert: where it is, its stored label and its class."""
+  path: str
+  label: int
+  synset: str
+  text: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """The images of one split and how many shards they go into."""
+  entries: Sequence[Entry]
+  num_shards: int
+
+
+class BadImage(Exception):
+  """An image that cannot be converted; the message is the reason recorded in the manifest."""
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+  return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def load_jpeg(path: str, resize_shorter: int = 0, quality: int = 90):
+  """Returns (jpeg_bytes, height, width, channels); re-encodes anything that is not a plain JPEG."""
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+    image = Image.open(io.BytesIO(raw))
+    image.load()  # Decodes fully: truncated and corrupt files fail here, not in the training pipeline.
+  except Exception as e:  # PIL raises many types for bad data; every one means "skip this file".
+    raise BadImage(f"undecodable: {type(e).__name__}: {e}") from None
+  width, height = image.size
+  if width < 1 or height < 1:
+    raise BadImage(f"empty image {width}x{height}")
+  # CMYK JPEGs and PNGs (both occur in ImageNet-1K under .JPEG names) are not what decode_jpeg wants.
+  keep_bytes = image.format == "JPEG" and image.mode in ("RGB", "L")
+  if resize_shorter and min(width, height) > resize_shorter:
+    scale = resize_shorter / min(width, height)
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    image = image.resize((width, height), Image.BICUBIC)
+    keep_bytes = False
+  if keep_bytes:
+    return raw, height, width, 3 if image.mode == "RGB" else 1
+  if image.mode not in ("RGB", "L"):
+    image = image.convert("RGB")
+  out = io.BytesIO()
+  image.save(out, format="JPEG", quality=quality)
+  return out.getvalue(), height, width, 3 if image.mode == "RGB" else 1
+
+
+def example_features(entry: Entry, jpeg: bytes, height: int, width: int, channels: int) -> dict:
+  """The standard ImageNet TFRecord keys, in the `tfrecord` package's (value, type) form."""
+  return {
+      "image/encoded": (jpeg, "byte"),
+      "image/format": (b"JPEG", "byte"),
+      "image/class/label": (entry.label, "int"),
+      "image/class/synset": (entry.synset.encode(), "byte"),
+      "image/class/text": (entry.text.encode(), "byte"),
+      "image/height": (height, "int"),
+      "image/width": (width, "int"),
+      "image/channels": (channels, "int"),
+      "image/colorspace": (b"RGB" if channels == 3 else b"Grayscale", "byte"),
+      "image/filename": (os.path.basename(entry.path).encode(), "byte"),
+  }
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+  output_dir: str
+  name: str
+  entries: Sequence[Entry]
+  resize_shorter: int
+  quality: int
+
+
+def _sidecar(output_dir: str, name: str) -> str:
+  return os.path.join(output_dir, SIDE_CAR_DIR, name + ".json")
+
+
+def write_shard(task: ShardTask) -> dict:
+  """Writes one shard atomically; returns its sidecar (record count, skipped files)."""
+  from tfrecord.writer import TFRecordWriter  # Never TensorFlow in this process.
+
+  final = os.path.join(task.output_dir, task.name)
+  tmp = final + f".tmp-{os.getpid()}"
+  records, skipped = 0, []
+  writer = TFRecordWriter(tmp)
+  try:
+    for entry in task.entries:
+      try:
+        jpeg, height, width, channels = load_jpeg(entry.path, task.resize_shorter, task.quality)
+      except BadImage as e:
+        skipped.append({"file": entry.path, "reason": str(e)})
+        continue
+      writer.write(example_features(entry, jpeg, height, width, channels))
+      records += 1
+  finally:
+    writer.close()
+  meta = {"name": task.name, "records": records, "images": len(task.entries), "skipped": skipped}
+  sidecar = _sidecar(task.output_dir, task.name)
+  with open(sidecar + ".tmp", "w") as f:
+    json.dump(meta, f)
+  # Sidecar first, shard last: a shard under its final name always has its sidecar beside it.
+  os.replace(sidecar + ".tmp", sidecar)
+  os.replace(tmp, final)
+  return meta
+
+
+def _finished(output_dir: str, name: str) -> Optional[dict]:
+  sidecar = _sidecar(output_dir, name)
+  if os.path.exists(os.path.join(output_dir, name)) and os.path.exists(sidecar):
+    with open(sidecar) as f:
+      return json.load(f)
+  return None
+
+
+def split_into_shards(entries: Sequence[Entry], num_shards: int) -> List[List[Entry]]:
+  """Contiguous, nearly equal chunks (sizes differ by at most one), in order."""
+  num_shards = max(1, min(num_shards, len(entries)))
+  base, extra = divmod(len(entries), num_shards)
+  chunks, start = [], 0
+  for i in range(num_shards):
+    end = start + base + (1 if i < extra else 0)
+    chunks.append(list(entries[start:end]))
+    start = end
+  return chunks
+
+
+class _Progress:
+  """One self-overwriting line on stderr: shards done, images done, images/s."""
+
+  def __init__(self, total_shards: int, total_images: int):
+    self.total_shards, self.total_images = total_shards, total_images
+    self.shards = self.images = 0
+    self.start = time.monotonic()
+    self.tty = sys.stderr.isatty()
+    self.last = 0.0
+
+  def update(self, images: int):
+    self.shards += 1
+    self.images += images
+    now = time.monotonic()
+    if self.tty or now - self.last > 10 or self.shards == self.total_shards:
+      self.last = now
+      rate = self.images / max(now - self.start, 1e-9)
+      line = (f"shards {self.shards}/{self.total_shards}  images {self.images}/{self.total_images}"
+              f"  {rate:,.0f} images/s")
+      print(("\r" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+  def close(self):
+    if self.tty:
+      print(file=sys.stderr)
+
+
+def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Sequence[dict],
+            label_offset: int, options: dict, num_workers: int = 0, shuffle_seed: int = 0) -> dict:
+  """Writes every split's shards (resuming), `labels.txt` and `manifest.json`; returns the manifest.
+
+  `classes` is the label order: classes[i] = {"synset": ..., "text": ...} has stored label i + label_offset.
+  Splits named "train..." are shuffled with `shuffle_seed` so every shard mixes classes.
+  """
+  os.makedirs(os.path.join(output_dir, SIDE_CAR_DIR), exist_ok=True)
+  for stale in os.listdir(output_dir):  # half-written shards of a killed run
+    if ".tmp-" in stale:
+      os.remove(os.path.join(output_dir, stale))
+  tasks, done = [], {}
+  layout = {}
+  for split, spec in splits.items():
+    entries = list(spec.entries)
+    if split.startswith("train"):
+      random.Random(shuffle_seed).shuffle(entries)
+    chunks = split_into_shards(entries, spec.num_shards) if entries else []
+    layout[split] = [shard_name(split, i, len(chunks)) for i in range(len(chunks))]
+    for name, chunk in zip(layout[split], chunks):
+      meta = _finished(output_dir, name)
+      if meta is not None and meta["images"] == len(chunk):
+        done[name] = meta
+      else:
+        tasks.append(ShardTask(output_dir, name, chunk, options.get("resize_shorter", 0),
+                               options.get("jpeg_quality", 90)))
+
+  total_images = sum(len(t.entries) for t in tasks)
+  if done:
+    print(f"resuming: {len(done)} shards already written, {len(tasks)} to go", file=sys.stderr)
+  progress = _Progress(len(tasks), total_images)
+  num_workers = num_workers or os.cpu_count() or 1
+  # Largest shards first keeps the pool busy to the end.
+  tasks.sort(key=lambda t: -len(t.entries))
+  if num_workers == 1 or len(tasks) <= 1:
+    results = map(write_shard, tasks)
+    pool = None
+  else:
+    pool = multiprocessing.get_context("spawn").Pool(min(num_workers, len(tasks)))
+    results = pool.imap_unordered(write_shard, tasks)
+  try:
+    for meta in results:
+      done[meta["name"]] = meta
+      progress.update(meta["images"])
+  finally:
+    if pool is not None:
+      pool.close()
+      pool.join()
+  progress.close()
+
+  manifest = {
+      "dataset": dataset,
+      "converter": {"name": "tfscale.data_prep", "version": CONVERTER_VERSION, "options": options},
+      "num_classes": len(classes),
+      "label_offset": label_offset,
+      "labels_file": "labels.txt",
+      "classes": [{"label": i + label_offset, **c} for i, c in enumerate(classes)],
+      "splits": {},
+      "skipped": [],
+  }
+  for split, names in layout.items():
+    shards = [{"name": n, "records": done[n]["records"]} for n in names]
+    manifest["splits"][split] = {
+        "records": sum(s["records"] for s in shards),
+        "shards": shards,
+        "class_counts": _class_counts(splits[split].entries, done, names, label_offset, len(classes)),
+    }
+    for n in names:
+      manifest["skipped"].extend({"split": split, **s} for s in done[n]["skipped"])
+  with open(os.path.join(output_dir, "labels.txt.tmp"), "w") as f:
+    f.writelines(c["synset"] + "\n" for c in classes)
+  os.replace(os.path.join(output_dir, "labels.txt.tmp"), os.path.join(output_dir, "labels.txt"))
+  with open(os.path.join(output_dir, "manifest.json.tmp"), "w") as f:
+    json.dump(manifest, f, indent=1)
+  os.replace(os.path.join(output_dir, "manifest.json.tmp"), os.path.join(output_dir, "manifest.json"))
+  return manifest
+
+
+def _class_counts(entries, done, names, label_offset, num_classes) -> List[int]:
+  """Records per class actually written (skipped files excluded)."""
+  skipped = {s["file"] for n in names for s in done[n]["skipped"]}
+  counts = [0] * num_classes
+  for e in entries:
+    if e.path not in skipped:
+      counts[e.label - label_offset] += 1
+  return counts

@@ -1,0 +1,34 @@
+"""Shared fixtures: the digits JPEG tree and its shards, built once per test session in subprocesses
+(the converter must never share a process with TensorFlow, which the test process imports)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # configs/ is a directory of recipe files, not an installed package
+
+
+def run_module(*args, check=True, timeout=600, env=None):
+  """`python -m …` from the repo root; returns the CompletedProcess (text output)."""
+  result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+  if check and result.returncode != 0:
+    raise AssertionError(f"python -m {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+  return result
+
+
+@pytest.fixture(scope="session")
+def digits_raw(tmp_path_factory):
+  raw = tmp_path_factory.mktemp("digits") / "raw"
+  run_module("data_prep.digits", f"--output_dir={raw}")
+  return raw
+
+
+@pytest.fixture(scope="session")
+def digits_shards(digits_raw, tmp_path_factory):
+  out = tmp_path_factory.mktemp("digits_shards")
+  run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={out}", "--train_shards=8",
+             "--val_shards=3", "--num_workers=2")
+  return out

@@ -1,0 +1,103 @@
+"""The tf.data pipeline on real digits shards: shapes, labels, rank sharding, collapse switch, exact eval."""
+import numpy as np
+import pytest
+
+import tfscale  # noqa: F401
+import tensorflow as tf
+
+from configs.demo_digits import get_config
+from tfscale import datasets, input_pipeline
+
+
+@pytest.fixture(scope="module")
+def info(digits_shards):
+  return datasets.load(str(digits_shards))
+
+
+@pytest.fixture
+def data_config(digits_shards):
+  config = get_config().data
+  config.dir = str(digits_shards)
+  return config
+
+
+def batches(dataset, n):
+  return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)]
+
+
+def test_train_batches_have_the_right_shape_and_labels(info, data_config):
+  dataset = input_pipeline.train_dataset(info, data_config, batch_size=16, deterministic=True)
+  for images, labels in batches(dataset, 5):
+    assert images.shape == (16, 32, 32, 3) and images.dtype == np.float32
+    assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < 10
+    assert -3 < images.mean() < 3  # normalised, not 0..255
+
+
+def test_ranks_read_disjoint_files(info):
+  files = info.split("train").files
+  per_rank = [input_pipeline._rank_files(files, r, 3)[0] for r in range(3)]
+  assert sorted(sum(per_rank, [])) == sorted(files)
+  assert all(not set(a) & set(b) for i, a in enumerate(per_rank) for b in per_rank[i + 1:])
+  assert input_pipeline._rank_files(files, 1, 9) == (files, True)  # fewer files than ranks
+
+
+def test_same_seed_same_stream(info, data_config):
+  a = batches(input_pipeline.train_dataset(info, data_config, 8, seed=3, deterministic=True), 3)
+  b = batches(input_pipeline.train_dataset(info, data_config, 8, seed=3, deterministic=True), 3)
+  for (xa, ya), (xb, yb) in zip(a, b):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+
+
+def test_collapse_mode_switches_exactly_at_the_step(info, data_config):
+  """Steps 0-1 'full', steps 2-3 'collapse': each half equals the pipeline that is all one mode."""
+  make = lambda table: batches(input_pipeline.train_dataset(info, data_config, 8, collapse=table,
+                                                            deterministic=True), 4)
+  mixed = make([False, False, True, True])
+  full = make([False] * 4)
+  collapsed = make([True] * 4)
+  for step in range(4):
+    same_as = full if step < 2 else collapsed
+    other = collapsed if step < 2 else full
+    np.testing.assert_array_equal(mixed[step][0], same_as[step][0])
+    assert not np.array_equal(mixed[step][0], other[step][0])
+
+
+def test_resumed_stream_continues_the_collapse_table(info, data_config):
+  """start_step indexes the table: a pipeline started at step 2 crops step 2 in collapse mode."""
+  dataset = input_pipeline.train_dataset(info, data_config, 8, collapse=[False, False, True, True],
+                                         start_step=2, deterministic=True)
+  table_says_collapse = input_pipeline.train_dataset(info, data_config, 8, collapse=[True] * 4,
+                                                     start_step=2, deterministic=True)
+  np.testing.assert_array_equal(batches(dataset, 1)[0][0], batches(table_says_collapse, 1)[0][0])
+
+
+def test_crop_windows():
+  import io
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  buffer = io.BytesIO()
+  Image.fromarray(rng.integers(0, 255, (60, 100, 3), np.uint8)).save(buffer, format="JPEG", quality=100, subsampling=0)
+  jpeg = tf.constant(buffer.getvalue())
+  assert input_pipeline.center_crop(jpeg, 24, 0.5).shape == (24, 24, 3)
+  # The central 30×30 (half the shorter side) of the decoded image, resized to 30×30, is that window.
+  whole = tf.io.decode_jpeg(jpeg, channels=3).numpy().astype(np.float32)
+  np.testing.assert_allclose(input_pipeline.center_crop(jpeg, 30, 0.5).numpy(), whole[15:45, 35:65], atol=1e-3)
+  for seed in range(5):
+    crop = input_pipeline.fixed_scale_crop(jpeg, 30, 0.5, tf.constant([seed, 0], tf.int64)).numpy()
+    # Some 30×30 window of the image, at a random position.
+    found = any(np.allclose(crop, whole[y:y + 30, x:x + 30], atol=1e-3) for y in range(31) for x in range(71))
+    assert found
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+def test_eval_covers_every_image_exactly_once(info, data_config, ranks):
+  def fingerprints(rank, num_ranks, batch):
+    return [(int(label), float(image.sum().round(2)))
+            for images, labels in input_pipeline.eval_dataset(info, data_config, "validation", batch, rank, num_ranks)
+            for image, label in zip(images.numpy(), labels.numpy())]
+
+  total = info.split("validation").records  # 359: not a multiple of ranks × batch
+  seen = [f for rank in range(ranks) for f in fingerprints(rank, ranks, 32)]
+  assert len(seen) == total
+  assert sorted(seen) == sorted(fingerprints(0, 1, 1000))

@@ -1,0 +1,118 @@
+"""The training and evaluation entry points: fail-fast errors, a real run, and a real 2-rank Horovod run."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_module
+
+TINY = "--config=configs/demo_digits.py:tiny"
+
+
+def one_line_error(result, expected):
+  assert result.returncode != 0
+  lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1, result.stderr
+  assert expected in lines[0]
+
+
+def test_helpfull_lists_flags():
+  out = run_module("tfscale.train", "--helpfull", check=False).stdout  # absl exits 1 after help
+  assert "--config" in out and "--workdir" in out
+
+
+def test_missing_config_is_one_line(tmp_path):
+  one_line_error(run_module("tfscale.train", f"--workdir={tmp_path}", check=False), "--config is required")
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}", f"--config.data.dir={tmp_path}/nowhere",
+                      check=False)
+  one_line_error(result, "does not exist")
+
+
+def test_unwritable_workdir_is_one_line(tmp_path, digits_shards):
+  (tmp_path / "a_file").write_text("")
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}/a_file/run", f"--config.data.dir={digits_shards}",
+                      check=False)
+  one_line_error(result, "not writable")
+
+
+def test_evaluate_without_a_run_is_one_line(tmp_path):
+  one_line_error(run_module("tfscale.evaluate", f"--workdir={tmp_path}", check=False), "snapshots")
+
+
+@pytest.fixture(scope="module")
+def single_rank_run(digits_shards, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run1")
+  run_module("tfscale.train", TINY, f"--workdir={workdir}", f"--config.data.dir={digits_shards}")
+  return workdir
+
+
+def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
+  workdir = single_rank_run
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["model"]["name"] == "resnet_cifar8"
+  snapshots = json.loads((workdir / "snapshots.json").read_text())
+  assert [s["phase"] for s in snapshots] == ["collapse1", "collapse2"]
+  for s in snapshots:
+    assert {"model.json", "weights.h5", "snapshot.json"} <= set(os.listdir(workdir / s["path"]))
+  result = run_module("tfscale.evaluate", f"--workdir={workdir}")
+  assert "ensemble of 2" in result.stdout
+  evaluation = json.loads((workdir / "eval.json").read_text())
+  assert evaluation["count"] == 359
+  assert [m["name"] for m in evaluation["members"]] == [s["name"] for s in snapshots]
+  # Evaluation reproduces the accuracy measured when each snapshot was taken.
+  for member, snapshot in zip(evaluation["members"], snapshots):
+    assert member["top1"] == pytest.approx(snapshot["val_top1"], abs=1e-9)
+  assert evaluation["ensemble"]["top1"] > 0.5  # five epochs of digits: well above chance (0.1)
+  assert (workdir / "eval.md").read_text().count("|") > 10
+
+
+def test_rerun_of_a_finished_run_resumes_and_does_nothing(single_rank_run, digits_shards):
+  before = json.loads((single_rank_run / "snapshots.json").read_text())
+  run_module("tfscale.train", TINY, f"--workdir={single_rank_run}", f"--config.data.dir={digits_shards}")
+  assert json.loads((single_rank_run / "snapshots.json").read_text()) == before
+
+
+TWO_RANK_SCRIPT = r'''
+import sys, json
+import numpy as np
+sys.path.insert(0, {repo!r})
+import tfscale
+from configs.demo_digits import get_config
+from tfscale import trainer, distributed
+config = get_config("tiny")
+config.data.dir = {data!r}
+result = trainer.train_and_evaluate(config, {workdir!r})
+weights = {{v.name: v.numpy() for v in result.model.variables}}
+np.savez({workdir!r} + f"/rank{{distributed.rank()}}.npz", **weights)
+with open({workdir!r} + f"/rank{{distributed.rank()}}_history.json", "w") as f:
+  json.dump(result.history, f)
+'''
+
+
+@pytest.mark.parametrize("controller", ["--gloo", "--mpi"])
+def test_two_horovod_ranks_end_identical(controller, digits_shards, tmp_path):
+  script = tmp_path / "two_ranks.py"
+  workdir = tmp_path / "run"
+  script.write_text(TWO_RANK_SCRIPT.format(repo=REPO, data=str(digits_shards), workdir=str(workdir)))
+  env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+  horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+  result = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", controller, sys.executable, str(script)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  rank0, rank1 = np.load(workdir / "rank0.npz"), np.load(workdir / "rank1.npz")
+  assert sorted(rank0.files) == sorted(rank1.files) and len(rank0.files) > 20
+  for name in rank0.files:  # trainable weights and the (averaged) BN statistics alike
+    np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+  h0 = json.loads((workdir / "rank0_history.json").read_text())
+  h1 = json.loads((workdir / "rank1_history.json").read_text())
+  assert h0 == h1
+  assert len(h0["loss"]) == 5 and "val_top1" in h0
+  # Each rank trained on its own images: an unaveraged metric would differ between ranks.
+  assert len(json.loads((workdir / "snapshots.json").read_text())) == 2

@@ -1,0 +1,156 @@
+"""Keras callbacks of the training loop: stop, snapshot, average metrics, validate, log, checkpoint.
+
+Order matters and is the trainer's: metrics are averaged over ranks before anything reads them, and
+Keras appends its History last, so the recorded history is the averaged one on every rank.
+Horovod's own MetricAverageCallback does not work with tf_keras 2.18; `MetricAverage` replaces it.
+"""
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from tfscale import distributed
+
+SNAPSHOTS_FILE = "snapshots.json"
+
+
+def _step(model) -> int:
+  return int(model.optimizer.iterations.numpy())
+
+
+def read_snapshots(workdir: str) -> list:
+  path = os.path.join(workdir, SNAPSHOTS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_json_atomically(path: str, value):
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def save_snapshot(model, directory: str, meta: dict):
+  """A self-contained snapshot: architecture (JSON), weights (HDF5) and what produced them."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, "model.json"), "w") as f:
+    f.write(model.to_json())
+  model.save_weights(os.path.join(directory, "weights.h5"))
+  write_json_atomically(os.path.join(directory, "snapshot.json"), meta)
+
+
+class StopAtStep(tf_keras.callbacks.Callback):
+  """Ends training after the plan's last step, which need not fall on an epoch boundary."""
+
+  def __init__(self, total_steps: int):
+    super().__init__()
+    self.total_steps = total_steps
+
+  def on_train_batch_end(self, batch, logs=None):
+    if _step(self.model) >= self.total_steps:
+      self.model.stop_training = True
+
+
+class SnapshotAtPhaseEnd(tf_keras.callbacks.Callback):
+  """At the end of every snapshot phase (each collapse): global BN statistics, validation, a snapshot."""
+
+  def __init__(self, plan, workdir, config, validate, snapshots: list):
+    super().__init__()
+    self.due = {step: name for name, step in plan.snapshot_steps()}
+    self.steps_per_epoch = plan.steps_per_epoch
+    self.workdir, self.config, self.validate, self.snapshots = workdir, config, validate, snapshots
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = _step(self.model)
+    if step not in self.due or any(s["step"] == step for s in self.snapshots):
+      return
+    distributed.average_variables(self.model.non_trainable_variables)
+    accuracy = self.validate()
+    name = f"{self.due[step]}-{step}"
+    entry = {"name": name, "path": os.path.join("snapshots", name), "phase": self.due[step], "step": step,
+             "epoch": step / self.steps_per_epoch, "val_top1": accuracy["top1"], "val_top5": accuracy["top5"]}
+    self.snapshots.append(entry)
+    if distributed.is_chief():
+      save_snapshot(self.model, os.path.join(self.workdir, entry["path"]),
+                    {**entry, "config": self.config.to_dict()})
+      write_json_atomically(os.path.join(self.workdir, SNAPSHOTS_FILE), self.snapshots)
+      logging.info("snapshot %s: validation top-1 %.4f top-5 %.4f", name, accuracy["top1"], accuracy["top5"])
+
+
+class MetricAverage(tf_keras.callbacks.Callback):
+  """Replaces each rank's epoch metrics by their mean over ranks (in place, so later callbacks see it)."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is None or distributed.size() == 1:
+      return
+    keys = sorted(k for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0)
+    means = distributed.allreduce_mean([float(logs[k]) for k in keys])
+    logs.update({k: float(m) for k, m in zip(keys, means)})
+
+
+class PeriodicValidation(tf_keras.callbacks.Callback):
+  """Exact validation over all ranks every N epochs and after the last one; adds val_top1/val_top5."""
+
+  def __init__(self, validate, every_epochs: int, total_steps: int):
+    super().__init__()
+    self.validate, self.every_epochs, self.total_steps = validate, every_epochs, total_steps
+
+  def on_epoch_end(self, epoch, logs=None):
+    last = _step(self.model) >= self.total_steps
+    if not last and (self.every_epochs <= 0 or (epoch + 1) % self.every_epochs):
+      return
+    distributed.average_variables(self.model.non_trainable_variables)
+    accuracy = self.validate()
+    logs["val_top1"], logs["val_top5"] = accuracy["top1"], accuracy["top5"]
+
+
+class EpochLog(tf_keras.callbacks.Callback):
+  """Adds lr, weight decay and global images/s to the logs; rank 0 prints a line and writes TensorBoard."""
+
+  def __init__(self, plan, global_batch: int, tensorboard_dir=None):
+    super().__init__()
+    self.plan, self.global_batch = plan, global_batch
+    self.writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.start_time, self.start_step = time.perf_counter(), _step(self.model)
+
+  def on_epoch_end(self, epoch, logs=None):
+    step = _step(self.model)
+    # Ranks finish an epoch together (every step ends in an allreduce); the mean makes it one number.
+    seconds = float(distributed.allreduce_mean(time.perf_counter() - self.start_time))
+    last = min(step, self.plan.total_steps) - 1
+    phase = self.plan.phases[self.plan.phase_at(last)]["name"]
+    logs["lr"] = float(self.plan.lr[last])
+    logs["weight_decay"] = float(self.plan.weight_decay[last])
+    logs["images_per_second"] = (step - self.start_step) * self.global_batch / max(seconds, 1e-9)
+    logs["epoch_seconds"] = seconds
+    if not distributed.is_chief():
+      return
+    shown = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "top1", "top5", "val_top1", "val_top5") if k in logs)
+    logging.info("epoch %d/%d [%s] step %d  %s  lr %.4g wd %.2g  %.0f images/s", epoch + 1,
+                 -(-self.plan.total_steps // self.plan.steps_per_epoch), phase, step, shown, logs["lr"],
+                 logs["weight_decay"], logs["images_per_second"])
+    if self.writer:
+      with self.writer.as_default(step=step):
+        for key, value in logs.items():
+          tf.summary.scalar(key, value)
+      self.writer.flush()
+
+
+class PeriodicCheckpoint(tf_keras.callbacks.Callback):
+  """Rank 0 checkpoints model and optimizer every N epochs (CheckpointManager keeps the last K)."""
+
+  def __init__(self, manager, every_epochs: int):
+    super().__init__()
+    self.manager, self.every_epochs = manager, every_epochs
+
+  def on_epoch_end(self, epoch, logs=None):
+    if distributed.is_chief() and self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0:
+      self.manager.save(checkpoint_number=_step(self.model))

@@ -1,0 +1,122 @@
+"""The Horovod boundary: the only module that imports horovod; everything else asks it.
+
+With one process (no horovodrun) Horovod initialises as a world of size 1, so the same code runs
+single-process and at 512 ranks.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+import horovod.tensorflow as hvd
+import horovod.tensorflow.keras as hvd_keras
+
+_initialized = False
+
+
+def init():
+  """Initialises Horovod once; safe to call again."""
+  global _initialized
+  if not _initialized:
+    hvd.init()
+    _initialized = True
+
+
+def rank() -> int:
+  init()
+  return hvd.rank()
+
+
+def size() -> int:
+  init()
+  return hvd.size()
+
+
+def local_rank() -> int:
+  init()
+  return hvd.local_rank()
+
+
+def local_size() -> int:
+  init()
+  return hvd.local_size()
+
+
+def is_chief() -> bool:
+  """Rank 0 alone prints, writes the workdir and saves snapshots."""
+  return rank() == 0
+
+
+def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple:
+  """Sets TF's thread pools for this rank; 0 means the cores available to the rank. Returns (intra, inter).
+
+  Ranks on one node share its cores: with P ranks per node each gets cores // P intra-op threads,
+  which is what keeps oneDNN from oversubscribing (the paper ran 2 ranks per Skylake node).
+  """
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  per_rank = max(1, cores // local_size()) if cores >= local_size() else 1
+  intra = intra_op or per_rank
+  inter = inter_op or (1 if per_rank <= 2 else 2)
+  tf.config.threading.set_intra_op_parallelism_threads(intra)
+  tf.config.threading.set_inter_op_parallelism_threads(inter)
+  return intra, inter
+
+
+def distributed_optimizer(optimizer):
+  """Wraps an optimizer so gradients are averaged across ranks before it applies them."""
+  if size() == 1:
+    return optimizer
+  return hvd_keras.DistributedOptimizer(optimizer)
+
+
+def broadcast_initial_state(model: tf_keras.Model, optimizer=None, root_rank: int = 0):
+  """Copies rank 0's weights (and built optimizer slots) to every rank."""
+  if size() == 1:
+    return
+  variables = list(model.variables)
+  if optimizer is not None:
+    variables += list(optimizer.variables())
+  hvd.broadcast_variables(variables, root_rank=root_rank)
+
+
+def allreduce_mean(value):
+  """The mean over ranks of a number or array, as NumPy (every rank gets the same value)."""
+  array = np.asarray(value, dtype=np.float64)
+  if size() == 1:
+    return array
+  return hvd.allreduce(tf.constant(array), op=hvd.Average, name=None).numpy()
+
+
+def allreduce_sum(value):
+  """The sum over ranks of a number or array, as NumPy; exact for integer counts below 2**53."""
+  array = np.asarray(value, dtype=np.float64)
+  if size() == 1:
+    return array
+  return hvd.allreduce(tf.constant(array), op=hvd.Sum, name=None).numpy()
+
+
+def average_variables(variables):
+  """Replaces each variable by its mean over ranks, in one fused allreduce.
+
+  Used on BN moving statistics: each rank accumulates them from its own batches, so without this the
+  ranks' models differ and a snapshot would carry rank 0's statistics only.
+  """
+  variables = list(variables)
+  if size() == 1 or not variables:
+    return
+  averaged = hvd.grouped_allreduce([tf.convert_to_tensor(v) for v in variables], op=hvd.Average)
+  for variable, value in zip(variables, averaged):
+    variable.assign(value)
+
+
+def barrier():
+  if size() > 1:
+    hvd.allreduce(tf.constant(0.0), op=hvd.Sum, name="barrier")
+
+
+def broadcast_object(obj, root_rank: int = 0):
+  """A picklable Python object from the root rank on every rank."""
+  if size() == 1:
+    return obj
+  return hvd.broadcast_object(obj, root_rank=root_rank)

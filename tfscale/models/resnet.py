@@ -1,0 +1,77 @@
+"""ResNet v1.5 (stride on the 3×3 conv of the bottleneck) and Wide ResNets, in tf_keras, channels-last.
+
+One builder covers the family: `block` ('basic' | 'bottleneck'), `stage_blocks`, `stage_widths` (the
+channels of each stage's 3×3 convs; a bottleneck's output is 4× that), and `stem` ('imagenet': 7×7/2
+conv + 3×3/2 max-pool; 'cifar': one 3×3 conv for small images). Convs carry no bias (BN follows each);
+the last BN of every residual block may start at γ = 0 so each block starts as the identity (Goyal et al.),
+which is what makes large-batch warmup stable. Logits are float32 even under mixed_bfloat16.
+"""
+from typing import Sequence
+
+import tf_keras
+from tf_keras import layers
+
+
+def _bn(name, momentum, epsilon, zero_gamma):
+  return layers.BatchNormalization(
+      axis=-1, momentum=momentum, epsilon=epsilon, name=name,
+      gamma_initializer="zeros" if zero_gamma else "ones")
+
+
+def _conv(filters, kernel, strides, name):
+  return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                       kernel_initializer="he_normal", name=name)
+
+
+def _block(x, width, strides, kind, name, bn):
+  """One residual block; `bn(name, last_in_block)` makes its batch norms."""
+  out_channels = width * 4 if kind == "bottleneck" else width
+  shortcut = x
+  if strides != 1 or x.shape[-1] != out_channels:
+    shortcut = _conv(out_channels, 1, strides, name + "_proj_conv")(x)
+    shortcut = bn(name + "_proj_bn")(shortcut)
+  if kind == "bottleneck":
+    y = _conv(width, 1, 1, name + "_1_conv")(x)
+    y = layers.ReLU(name=name + "_1_relu")(bn(name + "_1_bn")(y))
+    y = _conv(width, 3, strides, name + "_2_conv")(y)  # v1.5: the stride sits here, not on the 1×1.
+    y = layers.ReLU(name=name + "_2_relu")(bn(name + "_2_bn")(y))
+    y = _conv(out_channels, 1, 1, name + "_3_conv")(y)
+    y = bn(name + "_3_bn", last_in_block=True)(y)
+  else:
+    y = _conv(width, 3, strides, name + "_1_conv")(x)
+    y = layers.ReLU(name=name + "_1_relu")(bn(name + "_1_bn")(y))
+    y = _conv(width, 3, 1, name + "_2_conv")(y)
+    y = bn(name + "_2_bn", last_in_block=True)(y)
+  return layers.ReLU(name=name + "_out")(layers.Add(name=name + "_add")([shortcut, y]))
+
+
+def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence[int], block: str = "bottleneck",
+           stem: str = "imagenet", stem_width: int = 64, image_size: int = 224, bn_momentum: float = 0.9,
+           bn_epsilon: float = 1e-5, zero_gamma: bool = True, name: str = "resnet") -> tf_keras.Model:
+  """A ResNet v1.5 / Wide ResNet classifier returning float32 logits."""
+  if block not in ("basic", "bottleneck"):
+    raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+
+  def bn(layer_name, last_in_block=False):
+    return _bn(layer_name, bn_momentum, bn_epsilon, zero_gamma and last_in_block)
+
+  inputs = layers.Input((image_size, image_size, 3), name="images")
+  if stem == "imagenet":
+    x = _conv(stem_width, 7, 2, "stem_conv")(inputs)
+    x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+  elif stem == "cifar":
+    x = _conv(stem_width, 3, 1, "stem_conv")(inputs)
+    x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
+  else:
+    raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+  for stage, (blocks, width) in enumerate(zip(stage_blocks, stage_widths)):
+    for b in range(blocks):
+      strides = 2 if stage > 0 and b == 0 else 1
+      x = _block(x, width, strides, block, f"stage{stage + 1}_block{b + 1}", bn)
+  x = layers.GlobalAveragePooling2D(name="pool")(x)
+  x = layers.Dense(num_classes, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.01),
+                   name="logits")(x)
+  # Softmax and loss need float32 even when the body runs in bfloat16.
+  logits = layers.Activation("linear", dtype="float32", name="logits_fp32")(x)
+  return tf_keras.Model(inputs, logits, name=name)

@@ -1,0 +1,141 @@
+"""Learning-rate shapes in closed form, and the phase plan compiled to step-indexed tables.
+
+A phase plan is an ordered list of phases (plain dicts, written in the config with `phase(...)`):
+
+  name, epochs, lr_shape ('warmup' | 'poly' | 'constant' | 'cosine' | 'step'), lr_start, lr_end, lr_power,
+  weight_decay, augment ('full' | 'collapse'), snapshot (bool)
+
+Learning rates are written per 256 images; `compile_plan` multiplies them by global_batch / 256 (the
+linear scaling rule) — the only place that scaling happens. `lr_start=None` continues from wherever the
+previous phase ended, which is what a re-warmup after a collapse wants. This module has no TensorFlow in
+it so configs and the planner can import it.
+"""
+import dataclasses
+import math
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+SHAPES = ("warmup", "poly", "constant", "cosine", "step")
+AUGMENT_MODES = ("full", "collapse")
+
+
+def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Optional[float] = None,
+          lr_power: float = 1.0, weight_decay: float = 0.0, augment: str = "full", snapshot: bool = False,
+          lr_decay_epochs: Sequence[float] = (), lr_gamma: float = 0.1) -> dict:
+  """One phase of the plan, validated. For 'warmup' lr_end is the peak; for 'poly' it is where it ends."""
+  if lr_shape not in SHAPES:
+    raise ValueError(f"phase {name!r}: lr_shape {lr_shape!r} is not one of {SHAPES}")
+  if augment not in AUGMENT_MODES:
+    raise ValueError(f"phase {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
+  if epochs <= 0:
+    raise ValueError(f"phase {name!r}: epochs must be positive, got {epochs}")
+  return dict(name=name, epochs=float(epochs), lr_shape=lr_shape, lr_start=lr_start, lr_end=float(lr_end),
+              lr_power=float(lr_power), weight_decay=float(weight_decay), augment=augment,
+              snapshot=bool(snapshot), lr_decay_epochs=list(lr_decay_epochs), lr_gamma=float(lr_gamma))
+
+
+# --- Closed forms. t is the step within the phase (0 … n-1); each returns the LR at step t.
+
+def warmup_lr(t, n, start, peak, power=1.0):
+  """Gradual warmup (Goyal et al.): start → peak over n steps, linear for power 1."""
+  return start + (peak - start) * (np.asarray(t, np.float64) / n) ** power
+
+
+def poly_lr(t, n, start, end, power=1.0):
+  """Caffe 'poly': lr = (start − end)·(1 − t/n)^power + end."""
+  return (start - end) * (1.0 - np.asarray(t, np.float64) / n) ** power + end
+
+
+def cosine_lr(t, n, start, end):
+  return end + (start - end) * 0.5 * (1.0 + np.cos(math.pi * np.asarray(t, np.float64) / n))
+
+
+def step_lr(t, steps_per_epoch, start, decay_epochs, gamma):
+  """start·gamma^k after the k-th of decay_epochs (epochs counted from the phase start)."""
+  t = np.asarray(t, np.float64)
+  k = sum((t >= round(e * steps_per_epoch)).astype(np.int64) for e in decay_epochs) if decay_epochs else 0
+  return start * gamma ** k
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledPlan:
+  """The plan as per-step tables; step s trains with lr[s], weight_decay[s], collapse[s]."""
+  phases: List[dict]
+  boundaries: np.ndarray        # boundaries[i] = first step of phase i; boundaries[-1] = total steps
+  lr: np.ndarray                # float64, already scaled to the global batch
+  weight_decay: np.ndarray      # float64
+  collapse: np.ndarray          # bool: scale/aspect augmentation off
+  steps_per_epoch: int
+
+  @property
+  def total_steps(self) -> int:
+    return int(self.boundaries[-1])
+
+  def phase_at(self, step: int) -> int:
+    """Index of the phase that trains step `step` (the last one for steps past the end)."""
+    return int(min(np.searchsorted(self.boundaries, step, side="right") - 1, len(self.phases) - 1))
+
+  def snapshot_steps(self) -> List[tuple]:
+    """[(phase name, step after its last update)] of every phase that ends in a snapshot."""
+    return [(p["name"], int(self.boundaries[i + 1])) for i, p in enumerate(self.phases) if p["snapshot"]]
+
+
+def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int) -> CompiledPlan:
+  """Step tables for LR (scaled by global_batch/256), weight decay and augmentation mode."""
+  if not phases:
+    raise ValueError("the plan has no phases")
+  if steps_per_epoch < 1:
+    raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+  scale = global_batch / 256.0
+  # Boundaries from cumulative epochs, so fractional phases never drift by rounding.
+  ends = np.round(np.cumsum([p["epochs"] for p in phases]) * steps_per_epoch).astype(np.int64)
+  boundaries = np.concatenate([[0], ends])
+  lr, wd, collapse = [], [], []
+  previous_end = None
+  for i, p in enumerate(phases):
+    n = int(boundaries[i + 1] - boundaries[i])
+    if n <= 0:
+      raise ValueError(f"phase {p['name']!r} has {p['epochs']} epochs = 0 steps at {steps_per_epoch} steps/epoch")
+    t = np.arange(n)
+    start = previous_end if p["lr_start"] is None else p["lr_start"] * scale
+    if start is None:
+      if p["lr_shape"] != "warmup":
+        raise ValueError(f"phase {p['name']!r} is first: give it an lr_start")
+      start = 0.0
+    end = p["lr_end"] * scale
+    shape = p["lr_shape"]
+    if shape == "warmup":
+      values = warmup_lr(t, n, start, end, p["lr_power"])
+      last = end
+    elif shape == "poly":
+      values = poly_lr(t, n, start, end, p["lr_power"])
+      last = end
+    elif shape == "cosine":
+      values = cosine_lr(t, n, start, end)
+      last = end
+    elif shape == "step":
+      values = step_lr(t, steps_per_epoch, start, p["lr_decay_epochs"], p["lr_gamma"])
+      last = float(values[-1])
+    else:  # constant
+      values = np.full(n, start)
+      last = start
+    previous_end = last
+    lr.append(values)
+    wd.append(np.full(n, p["weight_decay"]))
+    collapse.append(np.full(n, p["augment"] == "collapse"))
+  return CompiledPlan(list(phases), boundaries, np.concatenate(lr), np.concatenate(wd),
+                      np.concatenate(collapse), steps_per_epoch)
+
+
+def plan_table(plan: CompiledPlan) -> str:
+  """The plan as a fixed-width table for the start-up log."""
+  rows = [("phase", "epochs", "steps", "lr shape", "lr first→last", "wd", "augment", "snapshot")]
+  for i, p in enumerate(plan.phases):
+    a, b = int(plan.boundaries[i]), int(plan.boundaries[i + 1])
+    shape = p["lr_shape"] + (f"^{p['lr_power']:g}" if p["lr_shape"] in ("poly", "warmup") else "")
+    rows.append((p["name"], f"{p['epochs']:g}", f"{a}-{b - 1}", shape,
+                 f"{plan.lr[a]:.4g}→{plan.lr[b - 1]:.4g}", f"{p['weight_decay']:.2g}", p["augment"],
+                 "yes" if p["snapshot"] else ""))
+  widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+  return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

@@ -1,0 +1,63 @@
+r"""Train a classifier through its phase plan; the logic lives in tfscale.trainer.
+
+Single process:
+  python -m tfscale.train --config=configs/demo_digits.py --workdir=runs/demo
+Distributed (one process per rank; rank 0 prints and writes):
+  horovodrun -np 2 -H localhost:2 python -m tfscale.train --config=configs/demo_digits.py --workdir=runs/demo
+  horovodrun -np 512 -H … python -m tfscale.train --config=configs/resnet50_i1k_ce72.py --workdir=/pfs/runs/ce72
+Any config field can be overridden: --config.train.batch_per_rank=64 --config.data.dir=/local/i1k.
+Rerunning with the same --workdir resumes from its latest checkpoint.
+"""
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+import tfscale  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow can be imported)
+from tfscale import datasets
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Recipe file, e.g. configs/demo_digits.py.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Checkpoints, snapshots, TensorBoard logs and config.json go here.")
+
+
+def check_workdir(workdir: str):
+  """Creates the workdir and proves it is writable (cheap, before TensorFlow is even imported)."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write-probe-{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise datasets.DataError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
+
+
+def preflight(config, workdir):
+  """Every error a user can make on the command line, found before any heavy work starts."""
+  if config is None:
+    raise datasets.DataError("--config is required, e.g. --config=configs/demo_digits.py")
+  if not workdir:
+    raise datasets.DataError("--workdir is required")
+  datasets.load(config.data.dir)
+  check_workdir(workdir)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    preflight(FLAGS.config, FLAGS.workdir)
+  except datasets.DataError as e:
+    sys.exit(f"tfscale.train: error: {e}")
+  from tfscale import trainer  # TensorFlow is imported only now.
+  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,139 @@
+"""Training: the phase plan, LARS under Horovod, checkpoints, validation and Collapsed-Ensemble snapshots.
+
+`train_and_evaluate(config, workdir)` is the whole run; `python -m tfscale.train` only parses flags and
+calls it. Every function here is a function of `config` (and the rank world that `distributed` reports).
+"""
+import dataclasses
+import os
+from typing import List
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from tfscale import callbacks, datasets, distributed, input_pipeline, metrics, schedules
+from tfscale.lars import LARS, StepTable
+from tfscale.models import create_model
+
+
+@dataclasses.dataclass
+class TrainResult:
+  model: tf_keras.Model
+  history: dict           # per-epoch metrics, averaged over ranks (identical on every rank)
+  snapshots: List[dict]   # the entries of snapshots.json
+  final_step: int
+
+
+def global_batch_size(config) -> int:
+  return config.train.batch_per_rank * distributed.size()
+
+
+def create_plan(config, train_records: int) -> schedules.CompiledPlan:
+  """The phase plan as step tables for this world size (an epoch is train_records // global batch steps)."""
+  steps_per_epoch = train_records // global_batch_size(config)
+  if steps_per_epoch < 1:
+    raise datasets.DataError(f"{train_records} training images is less than one global batch of "
+                             f"{global_batch_size(config)}")
+  return schedules.compile_plan(list(config.plan), steps_per_epoch, global_batch_size(config))
+
+
+def create_optimizer(config, plan: schedules.CompiledPlan):
+  """LARS (or momentum SGD: the same update without adaptation) driven by the plan's LR and WD tables."""
+  if config.optim.name not in ("lars", "sgd"):
+    raise ValueError(f"optim.name must be 'lars' or 'sgd', got {config.optim.name!r}")
+  return LARS(learning_rate=StepTable(plan.lr, "learning_rate"),
+              weight_decay=StepTable(plan.weight_decay, "weight_decay"),
+              momentum=config.optim.momentum, eta=config.optim.lars_eta, adapt=config.optim.name == "lars")
+
+
+def create_loss(config):
+  if config.optim.label_smoothing:
+    raise NotImplementedError("label smoothing needs one-hot labels from the input pipeline")
+  return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def build_model(config, num_classes: int) -> tf_keras.Model:
+  tf_keras.mixed_precision.set_global_policy(config.model.dtype)
+  return create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
+                      config.model.bn_epsilon, config.model.zero_gamma)
+
+
+def setup_runtime(config):
+  """Horovod, per-rank threads and quiet non-chief ranks; must run before TensorFlow executes anything."""
+  distributed.init()
+  intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+  # TF's own INFO lines (one per checkpoint shard) drown the epoch log.
+  tf.get_logger().setLevel("WARNING")
+  if not distributed.is_chief():
+    logging.set_verbosity(logging.WARNING)
+  return intra, inter
+
+
+def train_and_evaluate(config, workdir: str) -> TrainResult:
+  """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
+  intra, inter = setup_runtime(config)
+  chief = distributed.is_chief()
+  info = datasets.load(config.data.dir)
+  plan = create_plan(config, info.split("train").records)
+
+  model = build_model(config, info.num_classes)
+  # Horovod's wrapper is a new optimizer object (rebuilt from the config), so it is the one to build,
+  # checkpoint and broadcast.
+  optimizer = distributed.distributed_optimizer(create_optimizer(config, plan))
+  optimizer.build(model.trainable_variables)
+  model.compile(optimizer=optimizer, loss=create_loss(config),
+                metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                         tf_keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
+                                       max_to_keep=config.train.keep_checkpoints)
+  if manager.latest_checkpoint:
+    # Every rank restores the same files, so no broadcast is needed.
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  else:
+    distributed.broadcast_initial_state(model, optimizer)
+  start_step = int(optimizer.iterations.numpy())
+  # Rank 0's list is the truth (the workdir need not be shared between nodes).
+  snapshots = distributed.broadcast_object(callbacks.read_snapshots(workdir) if chief else None)
+
+  if chief:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    logging.info("%s: %d classes, %d training images; %d rank(s) × %d = global batch %d; "
+                 "%d steps/epoch; threads intra %d inter %d per rank",
+                 info.data_dir, info.num_classes, info.split("train").records, distributed.size(),
+                 config.train.batch_per_rank, global_batch_size(config), plan.steps_per_epoch, intra, inter)
+    logging.info("phase plan:\n%s", schedules.plan_table(plan))
+    if start_step:
+      logging.info("resuming from %s at step %d", manager.latest_checkpoint, start_step)
+
+  if start_step >= plan.total_steps:
+    return TrainResult(model, {}, snapshots, start_step)
+
+  train_data = input_pipeline.train_dataset(
+      info, config.data, config.train.batch_per_rank, distributed.rank(), distributed.size(),
+      collapse=plan.collapse, start_step=start_step, seed=config.seed, deterministic=config.train.deterministic)
+  val_data = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
+                                         distributed.rank(), distributed.size())
+  probabilities_of = metrics.probability_fn(model)
+  validate = lambda: metrics.global_accuracy(*metrics.predict(probabilities_of, val_data, info.num_classes))
+
+  steps_per_epoch = plan.steps_per_epoch
+  run_callbacks = [
+      callbacks.StopAtStep(plan.total_steps),
+      callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
+      callbacks.MetricAverage(),
+      callbacks.PeriodicValidation(validate, config.train.validate_every_epochs, plan.total_steps),
+      callbacks.EpochLog(plan, global_batch_size(config), os.path.join(workdir, "tensorboard") if chief else None),
+      callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs),
+  ]
+  history = model.fit(train_data, epochs=-(-plan.total_steps // steps_per_epoch), steps_per_epoch=steps_per_epoch,
+                      initial_epoch=start_step // steps_per_epoch, callbacks=run_callbacks, verbose=0)
+  final_step = int(optimizer.iterations.numpy())
+  distributed.average_variables(model.non_trainable_variables)
+  if chief:
+    manager.save(checkpoint_number=final_step)
+  distributed.barrier()
+  return TrainResult(model, history.history, snapshots, final_step)
