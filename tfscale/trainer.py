@@ -4,6 +4,7 @@
 calls it. Every function here is a function of `config` (and the rank world that `distributed` reports).
 """
 import dataclasses
+import logging as std_logging
 import os
 from typing import List
 
@@ -58,12 +59,16 @@ def build_model(config, num_classes: int) -> tf_keras.Model:
                       config.model.bn_epsilon, config.model.zero_gamma)
 
 
+def _not_checkpoint_chatter(record) -> bool:
+  """TF's checkpoint code logs an INFO line per save through absl; the epoch log is what people read."""
+  return record.levelno > std_logging.INFO or "tensorflow/python/checkpoint" not in record.pathname
+
+
 def setup_runtime(config):
   """Horovod, per-rank threads and quiet non-chief ranks; must run before TensorFlow executes anything."""
   distributed.init()
   intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
-  # TF's own INFO lines (one per checkpoint shard) drown the epoch log.
-  tf.get_logger().setLevel("WARNING")
+  logging.get_absl_logger().addFilter(_not_checkpoint_chatter)
   if not distributed.is_chief():
     logging.set_verbosity(logging.WARNING)
   return intra, inter
