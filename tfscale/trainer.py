@@ -127,6 +127,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 
   steps_per_epoch = plan.steps_per_epoch
   run_callbacks = [
+      callbacks.StepTimer(),
       callbacks.StopAtStep(plan.total_steps),
       callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
       callbacks.MetricAverage(),
