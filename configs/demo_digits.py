@@ -22,6 +22,8 @@ def get_config(variant: str = ""):
   # Data section
   config.data = ml_collections.ConfigDict()
   config.data.dir = "data/digits/tfrecords"
+  config.data.num_classes = None          # None: from the data's manifest (set it to insist on a value)
+  config.data.label_offset = None         # None: from the manifest (needed for shards that have none)
   config.data.image_size = 32
   config.data.scale = (0.5, 1.0)          # random-resized-crop area fraction ('full' phases)
   config.data.ratio = (3 / 4, 4 / 3)      # and aspect ratio

@@ -14,19 +14,16 @@ in sorted-wnid order (`--label_offset=1` for the classic 1-based convention).
 import csv
 import os
 import re
-import sys
 
 from absl import app, flags
 
-from data_prep import shards
+from data_prep import cli, shards
+from data_prep.listing import find_file, list_images, read_synset_words
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("raw_dir", None, "ILSVRC2012 root: train/<wnid>/*.JPEG and val/.")
-flags.DEFINE_string("output_dir", None, "Where shards, labels.txt and manifest.json go.")
 flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
 flags.DEFINE_integer("val_shards", 128, "Number of validation shards.")
-flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per core).")
-flags.DEFINE_integer("label_offset", 0, "Stored label of the first class (0, or 1 for classic shards).")
 flags.DEFINE_string("val_ground_truth", None,
                     "Devkit ground truth for a flat val/ (default: raw_dir/ILSVRC2012_validation_ground_truth.txt).")
 flags.DEFINE_string("val_synsets", None,
@@ -36,37 +33,8 @@ flags.DEFINE_string("synset_words", None,
                     "wnid-to-words file (default: raw_dir/LOC_synset_mapping.txt or synset_words.txt).")
 flags.DEFINE_string("val_blacklist", None,
                     "ILSVRC2014 devkit blacklist (1-based val ids); those images go to split validation_blacklisted.")
-flags.DEFINE_integer("resize_shorter", 0, "Resize so the shorter side is at most this (0: keep originals).")
-flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality when an image is re-encoded.")
-flags.DEFINE_integer("seed", 0, "Seed of the training-set shuffle across shards.")
 
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 VAL_ID = re.compile(r"(\d+)\.[A-Za-z]+$")
-
-
-def list_images(directory: str):
-  return sorted(f for f in os.listdir(directory) if f.lower().endswith(IMAGE_EXTENSIONS))
-
-
-def read_synset_words(path):
-  """{wnid: words} from `n01440764 tench, Tinca tinca` lines (LOC_synset_mapping.txt / synset_words.txt)."""
-  words = {}
-  if path:
-    with open(path) as f:
-      for line in f:
-        wnid, _, text = line.strip().partition(" ")
-        if wnid:
-          words[wnid] = text.strip()
-  return words
-
-
-def find_default(raw_dir, flag_value, *names):
-  if flag_value:
-    return flag_value
-  for name in names:
-    if os.path.exists(os.path.join(raw_dir, name)):
-      return os.path.join(raw_dir, name)
-  return None
 
 
 def validation_wnids(raw_dir, val_dir):
@@ -75,14 +43,14 @@ def validation_wnids(raw_dir, val_dir):
   if subdirs:
     return [(os.path.join(val_dir, d, f), d) for d in subdirs for f in list_images(os.path.join(val_dir, d))]
   files = list_images(val_dir)
-  solution = find_default(raw_dir, FLAGS.val_solution_csv, "LOC_val_solution.csv")
+  solution = find_file(raw_dir, FLAGS.val_solution_csv, "LOC_val_solution.csv")
   if solution:
     with open(solution) as f:
       wnid_of = {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
     return [(os.path.join(val_dir, f), wnid_of[os.path.splitext(f)[0]]) for f in files
             if os.path.splitext(f)[0] in wnid_of]
-  ground_truth = find_default(raw_dir, FLAGS.val_ground_truth, "ILSVRC2012_validation_ground_truth.txt")
-  synsets = find_default(raw_dir, FLAGS.val_synsets, "ILSVRC2012_synsets.txt")
+  ground_truth = find_file(raw_dir, FLAGS.val_ground_truth, "ILSVRC2012_validation_ground_truth.txt")
+  synsets = find_file(raw_dir, FLAGS.val_synsets, "ILSVRC2012_synsets.txt")
   if not (ground_truth and synsets):
     raise app.UsageError(f"{val_dir} is flat: give --val_ground_truth with --val_synsets, or --val_solution_csv")
   with open(ground_truth) as f:
@@ -102,7 +70,7 @@ def collect(raw_dir: str, label_offset: int):
   """Returns (splits, classes) for `shards.convert`."""
   train_dir = os.path.join(raw_dir, "train")
   wnids = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
-  words = read_synset_words(find_default(raw_dir, FLAGS.synset_words, "LOC_synset_mapping.txt", "synset_words.txt"))
+  words = read_synset_words(find_file(raw_dir, FLAGS.synset_words, "LOC_synset_mapping.txt", "synset_words.txt"))
   label_of = {w: i + label_offset for i, w in enumerate(wnids)}
   entry = lambda path, wnid: shards.Entry(path, label_of[wnid], wnid, words.get(wnid, ""))
 
@@ -126,18 +94,15 @@ def collect(raw_dir: str, label_offset: int):
 
 def main(argv):
   del argv
+  program = "data_prep.imagenet1k"
   if not FLAGS.raw_dir or not os.path.isdir(os.path.join(FLAGS.raw_dir, "train")):
-    sys.exit(f"data_prep.imagenet1k: error: --raw_dir must hold train/<wnid>/ (got {FLAGS.raw_dir!r})")
-  if not FLAGS.output_dir:
-    sys.exit("data_prep.imagenet1k: error: --output_dir is required")
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
+    cli.fail(program, f"--raw_dir must hold train/<wnid>/ (got {FLAGS.raw_dir!r})")
+  output_dir = cli.prepare_output(program)
   splits, classes = collect(FLAGS.raw_dir, FLAGS.label_offset)
-  options = {k: FLAGS[k].value for k in ("train_shards", "val_shards", "label_offset", "resize_shorter",
-                                         "jpeg_quality", "seed", "val_blacklist")}
-  manifest = shards.convert("imagenet1k", FLAGS.output_dir, splits, classes, FLAGS.label_offset, options,
+  manifest = shards.convert("imagenet1k", output_dir, splits, classes, FLAGS.label_offset,
+                            cli.options("train_shards", "val_shards", "val_blacklist"),
                             num_workers=FLAGS.num_workers, shuffle_seed=FLAGS.seed)
-  counts = ", ".join(f"{s} {v['records']}" for s, v in manifest["splits"].items())
-  print(f"{FLAGS.output_dir}: {manifest['num_classes']} classes; {counts}; {len(manifest['skipped'])} skipped")
+  cli.report(manifest)
 
 
 def run():

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -22,13 +23,31 @@ CONVERTER_VERSION = 1
 SIDE_CAR_DIR = ".shards"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: ImageNet-22K lists 14 M of these
 class Entry:
-  """One image to convert: where it is, its stored label and its class."""
+  """One image to convert: where it is, its stored label and its class.
+
+  An image inside an uncompressed tar (ImageNet-22K ships one per synset) is `path` = the tar, with the
+  member's data `offset` and `size`, so a worker reads it with one seek instead of scanning the tar.
+  """
   path: str
   label: int
   synset: str
   text: str = ""
+  name: str = ""          # file name recorded as image/filename (default: basename of path)
+  offset: int = -1
+  size: int = 0
+
+  @property
+  def filename(self) -> str:
+    return self.name or os.path.basename(self.path)
+
+  def read(self) -> bytes:
+    with open(self.path, "rb") as f:
+      if self.offset < 0:
+        return f.read()
+      f.seek(self.offset)
+      return f.read(self.size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,15 +65,14 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
   return f"{split}-{index:05d}-of-{num_shards:05d}"
 
 
-def load_jpeg(path: str, resize_shorter: int = 0, quality: int = 90):
+def load_jpeg(raw: bytes, resize_shorter: int = 0, quality: int = 90):
   """Returns (jpeg_bytes, height, width, channels); re-encodes anything that is not a plain JPEG."""
   try:
-    with open(path, "rb") as f:
-      raw = f.read()
     image = Image.open(io.BytesIO(raw))
     image.load()  # Decodes fully: truncated and corrupt files fail here, not in the training pipeline.
   except Exception as e:  # PIL raises many types for bad data; every one means "skip this file".
-    raise BadImage(f"undecodable: {type(e).__name__}: {e}") from None
+    # No object addresses in the reason: a resumed run must write the same manifest.
+    raise BadImage(f"undecodable: {type(e).__name__}: {re.sub(r' <[^>]* at 0x[0-9a-f]+>', '', str(e))}") from None
   width, height = image.size
   if width < 1 or height < 1:
     raise BadImage(f"empty image {width}x{height}")
@@ -86,7 +104,7 @@ def example_features(entry: Entry, jpeg: bytes, height: int, width: int, channel
       "image/width": (width, "int"),
       "image/channels": (channels, "int"),
       "image/colorspace": (b"RGB" if channels == 3 else b"Grayscale", "byte"),
-      "image/filename": (os.path.basename(entry.path).encode(), "byte"),
+      "image/filename": (entry.filename.encode(), "byte"),
   }
 
 
@@ -97,6 +115,10 @@ class ShardTask:
   entries: Sequence[Entry]
   resize_shorter: int
   quality: int
+
+
+def _where(entry: Entry) -> str:
+  return entry.path if entry.offset < 0 else f"{entry.path}:{entry.filename}"
 
 
 def _sidecar(output_dir: str, name: str) -> str:
@@ -114,9 +136,9 @@ def write_shard(task: ShardTask) -> dict:
   try:
     for entry in task.entries:
       try:
-        jpeg, height, width, channels = load_jpeg(entry.path, task.resize_shorter, task.quality)
-      except BadImage as e:
-        skipped.append({"file": entry.path, "reason": str(e)})
+        jpeg, height, width, channels = load_jpeg(entry.read(), task.resize_shorter, task.quality)
+      except (BadImage, OSError) as e:
+        skipped.append({"file": _where(entry), "reason": str(e)})
         continue
       writer.write(example_features(entry, jpeg, height, width, channels))
       records += 1
@@ -179,9 +201,11 @@ class _Progress:
 
 
 def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Sequence[dict],
-            label_offset: int, options: dict, num_workers: int = 0, shuffle_seed: int = 0) -> dict:
+            label_offset: int, options: dict, num_workers: int = 0, shuffle_seed: int = 0,
+            extra: Optional[dict] = None) -> dict:
   """Writes every split's shards (resuming), `labels.txt` and `manifest.json`; returns the manifest.
 
+  `extra` adds converter-specific facts to the manifest (e.g. classes dropped as too small).
   `classes` is the label order: classes[i] = {"synset": ..., "text": ...} has stored label i + label_offset.
   Splits named "train..." are shuffled with `shuffle_seed` so every shard mixes classes.
   """
@@ -237,6 +261,7 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
       "classes": [{"label": i + label_offset, **c} for i, c in enumerate(classes)],
       "splits": {},
       "skipped": [],
+      **(extra or {}),
   }
   for split, names in layout.items():
     shards = [{"name": n, "records": done[n]["records"]} for n in names]
@@ -261,6 +286,6 @@ def _class_counts(entries, done, names, label_offset, num_classes) -> List[int]:
   skipped = {s["file"] for n in names for s in done[n]["skipped"]}
   counts = [0] * num_classes
   for e in entries:
-    if e.path not in skipped:
+    if _where(e) not in skipped:
       counts[e.label - label_offset] += 1
   return counts

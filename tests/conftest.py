@@ -32,3 +32,15 @@ def digits_shards(digits_raw, tmp_path_factory):
   run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={out}", "--train_shards=8",
              "--val_shards=3", "--num_workers=2")
   return out
+
+
+def read_with_tensorflow(path):
+  """Every record of a shard, parsed by TensorFlow's own parser (the test process may import TF)."""
+  import tfscale  # noqa: F401
+  import tensorflow as tf
+  spec = {k: tf.io.FixedLenFeature([], tf.string) for k in
+          ("image/encoded", "image/format", "image/class/synset", "image/class/text", "image/filename",
+           "image/colorspace")}
+  spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in
+               ("image/class/label", "image/height", "image/width", "image/channels")})
+  return [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(str(path))]

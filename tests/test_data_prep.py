@@ -8,21 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_module
+from conftest import read_with_tensorflow, run_module
 
 DIGIT_OF = {f"n9000000{d}": d for d in range(10)}
-
-
-def read_with_tensorflow(path):
-  """Every record of a shard, parsed by TensorFlow's own parser (the test process may import TF)."""
-  import tfscale  # noqa: F401
-  import tensorflow as tf
-  spec = {k: tf.io.FixedLenFeature([], tf.string) for k in
-          ("image/encoded", "image/format", "image/class/synset", "image/class/text", "image/filename",
-           "image/colorspace")}
-  spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in
-               ("image/class/label", "image/height", "image/width", "image/channels")})
-  return [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(str(path))]
 
 
 def test_digits_tree_is_imagenet_shaped(digits_raw):

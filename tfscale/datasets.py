@@ -1,8 +1,20 @@
-"""What a shard directory holds, read from its manifest.json (no TensorFlow: the CLI checks it up front)."""
+"""What a shard directory holds (no TensorFlow here: the CLI checks it before anything heavy starts).
+
+Three kinds of directory are understood:
+  * tfscale's own (`manifest.json` from data_prep, or written by `data_prep.verify --write_manifest`);
+  * TFDS `imagenet2012`-style (`dataset_info.json`, files `<name>-<split>.tfrecord-NNNNN-of-MMMMM`, keys
+    `image`/`label`, 0-based labels);
+  * classic converter shards without a manifest (`train-NNNNN-of-01024`, usually 1-based labels): record
+    counts are read from the record headers, and the label offset and class count must come from the
+    config, because the files cannot say which convention they follow.
+"""
 import dataclasses
+import glob
 import json
 import os
-from typing import List
+import re
+import struct
+from typing import List, Optional
 
 
 class DataError(ValueError):
@@ -12,7 +24,7 @@ class DataError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class SplitInfo:
   name: str
-  files: List[str]        # absolute shard paths, in manifest order
+  files: List[str]        # absolute shard paths, in order
   records: int
 
 
@@ -23,6 +35,7 @@ class DatasetInfo:
   num_classes: int
   label_offset: int
   splits: dict            # split name → SplitInfo
+  record_format: str = "imagenet"   # "imagenet" (image/encoded, image/class/label) or "tfds" (image, label)
 
   def split(self, name: str) -> SplitInfo:
     if name not in self.splits:
@@ -30,14 +43,32 @@ class DatasetInfo:
     return self.splits[name]
 
 
-def load(data_dir: str) -> DatasetInfo:
-  """Reads `data_dir/manifest.json` and checks that every shard it lists is there."""
-  if not data_dir or not os.path.isdir(data_dir):
-    raise DataError(f"data directory {data_dir!r} does not exist")
-  path = os.path.join(data_dir, "manifest.json")
-  if not os.path.exists(path):
-    raise DataError(f"{data_dir} has no manifest.json (convert raw data with python -m data_prep.imagenet1k)")
-  with open(path) as f:
+SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-\d{5}-of-\d{5}$")
+TFDS_NAME = re.compile(r"^(?P<dataset>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-\d{5}-of-\d{5}$")
+
+
+def count_records(path: str) -> int:
+  """Records in a TFRecord file, reading only the 12-byte headers and seeking over the data."""
+  count = 0
+  with open(path, "rb") as f:
+    while True:
+      header = f.read(12)
+      if len(header) < 12:
+        return count
+      (length,) = struct.unpack("<Q", header[:8])
+      f.seek(length + 4, os.SEEK_CUR)
+      count += 1
+
+
+def _resolve(data_dir, what, found, configured):
+  """The manifest's value unless the config sets a different one, which is an error."""
+  if configured is not None and found is not None and configured != found:
+    raise DataError(f"{data_dir}: the data says {what}={found}, the config says {configured}")
+  return found if found is not None else configured
+
+
+def _from_manifest(data_dir, label_offset, num_classes):
+  with open(os.path.join(data_dir, "manifest.json")) as f:
     manifest = json.load(f)
   splits = {}
   for name, split in manifest["splits"].items():
@@ -46,7 +77,77 @@ def load(data_dir: str) -> DatasetInfo:
     if missing:
       raise DataError(f"{data_dir}: {len(missing)} shards of split {name!r} are missing, e.g. {missing[0]}")
     splits[name] = SplitInfo(name, files, int(split["records"]))
-  if not any(s.records for s in splits.values()):
-    raise DataError(f"{data_dir}: the manifest lists no records")
-  return DatasetInfo(data_dir, manifest.get("dataset", "unknown"), int(manifest["num_classes"]),
-                     int(manifest.get("label_offset", 0)), splits)
+  formats = manifest.get("converter", {}).get("record_format", ["imagenet"])
+  return DatasetInfo(data_dir, manifest.get("dataset", "unknown"),
+                     _resolve(data_dir, "num_classes", int(manifest["num_classes"]), num_classes),
+                     _resolve(data_dir, "label_offset", int(manifest.get("label_offset", 0)), label_offset),
+                     splits, formats[0] if len(formats) == 1 else "imagenet")
+
+
+def _tfds_num_classes(data_dir):
+  labels = glob.glob(os.path.join(data_dir, "*label*.txt"))
+  if labels:
+    with open(labels[0]) as f:
+      return sum(1 for line in f if line.strip())
+  features = os.path.join(data_dir, "features.json")
+  if os.path.exists(features):
+    with open(features) as f:
+      match = re.search(r'"num_?[cC]lasses"\s*:\s*"?(\d+)', f.read())
+    if match:
+      return int(match.group(1))
+  return None
+
+
+def _from_tfds(data_dir, label_offset, num_classes):
+  with open(os.path.join(data_dir, "dataset_info.json")) as f:
+    info = json.load(f)
+  files = {}
+  for name in sorted(os.listdir(data_dir)):
+    match = TFDS_NAME.match(name)
+    if match:
+      files.setdefault(match["split"], []).append(os.path.join(data_dir, name))
+  splits = {}
+  for split in info.get("splits", []):
+    paths = files.get(split["name"], [])
+    lengths = [int(n) for n in split.get("shardLengths", [])]
+    if paths and len(lengths) == len(paths):
+      splits[split["name"]] = SplitInfo(split["name"], paths, sum(lengths))
+  if not splits:
+    raise DataError(f"{data_dir}: dataset_info.json lists no split whose shards are all here")
+  classes = _resolve(data_dir, "num_classes", _tfds_num_classes(data_dir), num_classes)
+  if classes is None:
+    raise DataError(f"{data_dir}: TFDS data without a label file; set --config.data.num_classes")
+  return DatasetInfo(data_dir, info.get("name", "tfds"), classes, _resolve(data_dir, "label_offset", 0, label_offset),
+                     splits, "tfds")
+
+
+def _from_classic(data_dir, label_offset, num_classes):
+  files = {}
+  for name in sorted(os.listdir(data_dir)):
+    match = SHARD_NAME.match(name)
+    if match:
+      files.setdefault(match["split"], []).append(os.path.join(data_dir, name))
+  if not files:
+    raise DataError(f"{data_dir} has no manifest.json and no <split>-NNNNN-of-MMMMM shards "
+                    "(convert raw data with python -m data_prep.imagenet1k)")
+  if label_offset is None or num_classes is None:
+    raise DataError(f"{data_dir}: shards without a manifest are ambiguous (classic converters store labels "
+                    "1..1000, others 0..999): set --config.data.label_offset and --config.data.num_classes, or "
+                    "run python -m data_prep.verify DIR --write_manifest --label_offset=… --num_classes=…")
+  splits = {s: SplitInfo(s, paths, sum(count_records(p) for p in paths)) for s, paths in files.items()}
+  return DatasetInfo(data_dir, "classic", num_classes, label_offset, splits)
+
+
+def load(data_dir: str, label_offset: Optional[int] = None, num_classes: Optional[int] = None) -> DatasetInfo:
+  """What `data_dir` holds; `label_offset` / `num_classes` from the config must agree with the data."""
+  if not data_dir or not os.path.isdir(data_dir):
+    raise DataError(f"data directory {data_dir!r} does not exist")
+  if os.path.exists(os.path.join(data_dir, "manifest.json")):
+    info = _from_manifest(data_dir, label_offset, num_classes)
+  elif os.path.exists(os.path.join(data_dir, "dataset_info.json")):
+    info = _from_tfds(data_dir, label_offset, num_classes)
+  else:
+    info = _from_classic(data_dir, label_offset, num_classes)
+  if not any(s.records for s in info.splits.values()):
+    raise DataError(f"{data_dir}: no records in any split")
+  return info

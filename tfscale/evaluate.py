@@ -72,7 +72,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     config, snapshots = load_run(FLAGS.workdir)
-    info = datasets.load(FLAGS.data_dir or config.data.dir)
+    info = datasets.load(FLAGS.data_dir or config.data.dir, config.data.get("label_offset"),
+                         config.data.get("num_classes"))
     split = FLAGS.split or config.eval.split
     info.split(split)
   except datasets.DataError as e:

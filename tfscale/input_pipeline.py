@@ -20,17 +20,23 @@ from tfscale.datasets import DatasetInfo
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
-_FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-}
+# (image key, label key) of each record format datasets.DatasetInfo can report.
+RECORD_KEYS = {"imagenet": ("image/encoded", "image/class/label"), "tfds": ("image", "label")}
 
 
-def parse_record(serialized, label_offset: int):
-  """(jpeg bytes, 0-based int32 label) from a serialized ImageNet-keyed Example."""
-  features = tf.io.parse_single_example(serialized, _FEATURES)
-  label = tf.cast(features["image/class/label"], tf.int32) - label_offset
-  return features["image/encoded"], label
+def parse_record(serialized, info: DatasetInfo, shard=None):
+  """(jpeg bytes, 0-based int32 label) from a serialized Example; a label outside the classes fails
+  the input pipeline with the offending label and, when known, the shard it came from."""
+  image_key, label_key = RECORD_KEYS[info.record_format]
+  features = tf.io.parse_single_example(serialized, {image_key: tf.io.FixedLenFeature([], tf.string),
+                                                     label_key: tf.io.FixedLenFeature([], tf.int64)})
+  label = tf.cast(features[label_key], tf.int32) - info.label_offset
+  in_range = tf.logical_and(label >= 0, label < info.num_classes)
+  where = [] if shard is None else ["in shard", shard]
+  with tf.control_dependencies([tf.debugging.Assert(in_range, [
+      "label", label + info.label_offset, f"is outside [{info.label_offset}, "
+      f"{info.label_offset + info.num_classes}) for label_offset={info.label_offset}", *where])]):
+    return tf.identity(features[image_key]), label
 
 
 def normalize(image):
@@ -111,8 +117,10 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
     # A new file order every epoch, the same on every run.
     files_ds = files_ds.shuffle(len(files), seed=seed + rank, reshuffle_each_iteration=True)
   files_ds = files_ds.repeat()
+  # Each record travels with its shard's name, so a bad label can say where it came from.
   records = files_ds.interleave(
-      tf.data.TFRecordDataset, cycle_length=min(len(files), data_config.interleave_files),
+      lambda shard: tf.data.TFRecordDataset(shard).map(lambda record: (record, shard)),
+      cycle_length=min(len(files), data_config.interleave_files),
       block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   if shard_records:
     records = records.shard(num_ranks, rank)
@@ -121,10 +129,10 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
   collapse_table = tf.constant(np.asarray(collapse if collapse is not None else [False], bool))
   size = data_config.image_size
   scale, ratio = tuple(data_config.scale), tuple(data_config.ratio)
-  label_offset = info.label_offset
 
-  def preprocess(index, serialized):
-    image_bytes, label = parse_record(serialized, label_offset)
+  def preprocess(index, record):
+    serialized, shard = record
+    image_bytes, label = parse_record(serialized, info, shard)
     step = tf.minimum(start_step + index // batch_size, tf.cast(tf.size(collapse_table), tf.int64) - 1)
     element_seed = tf.stack([tf.cast(seed * 65536 + rank, tf.int64), start_step * batch_size + index])
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))
@@ -152,7 +160,7 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
   size, fraction = data_config.image_size, data_config.eval_crop_fraction
 
   def preprocess(serialized):
-    image_bytes, label = parse_record(serialized, info.label_offset)
+    image_bytes, label = parse_record(serialized, info)
     return normalize(center_crop(image_bytes, size, fraction)), label
 
   dataset = records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

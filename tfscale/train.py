@@ -40,7 +40,7 @@ def preflight(config, workdir):
     raise datasets.DataError("--config is required, e.g. --config=configs/demo_digits.py")
   if not workdir:
     raise datasets.DataError("--workdir is required")
-  datasets.load(config.data.dir)
+  datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   check_workdir(workdir)
 
 

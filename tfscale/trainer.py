@@ -78,7 +78,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
   intra, inter = setup_runtime(config)
   chief = distributed.is_chief()
-  info = datasets.load(config.data.dir)
+  info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   plan = create_plan(config, info.split("train").records)
 
   model = build_model(config, info.num_classes)
