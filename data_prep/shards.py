@@ -69,22 +69,26 @@ def load_jpeg(raw: bytes, resize_shorter: int = 0, quality: int = 90):
   """Returns (jpeg_bytes, height, width, channels); re-encodes anything that is not a plain JPEG."""
   try:
     image = Image.open(io.BytesIO(raw))
-    image.load()  # Decodes fully: truncated and corrupt files fail here, not in the training pipeline.
+    width, height = image.size
+    # CMYK JPEGs and PNGs (both occur in ImageNet-1K under .JPEG names) are not what decode_jpeg wants.
+    keep_bytes = image.format == "JPEG" and image.mode in ("RGB", "L")
+    resize = bool(resize_shorter and min(width, height) > resize_shorter)
+    if keep_bytes and not resize:
+      # Only validating: libjpeg still reads every entropy-coded byte (truncated or corrupt files fail)
+      # but runs the inverse DCT at 1/8 scale, 1.5× cheaper than a full decode on ImageNet-sized JPEGs.
+      image.draft(image.mode, (1, 1))
+    image.load()
   except Exception as e:  # PIL raises many types for bad data; every one means "skip this file".
     # No object addresses in the reason: a resumed run must write the same manifest.
     raise BadImage(f"undecodable: {type(e).__name__}: {re.sub(r' <[^>]* at 0x[0-9a-f]+>', '', str(e))}") from None
-  width, height = image.size
   if width < 1 or height < 1:
     raise BadImage(f"empty image {width}x{height}")
-  # CMYK JPEGs and PNGs (both occur in ImageNet-1K under .JPEG names) are not what decode_jpeg wants.
-  keep_bytes = image.format == "JPEG" and image.mode in ("RGB", "L")
-  if resize_shorter and min(width, height) > resize_shorter:
+  if keep_bytes and not resize:
+    return raw, height, width, 3 if image.mode == "RGB" else 1
+  if resize:
     scale = resize_shorter / min(width, height)
     width, height = max(1, round(width * scale)), max(1, round(height * scale))
     image = image.resize((width, height), Image.BICUBIC)
-    keep_bytes = False
-  if keep_bytes:
-    return raw, height, width, 3 if image.mode == "RGB" else 1
   if image.mode not in ("RGB", "L"):
     image = image.convert("RGB")
   out = io.BytesIO()
