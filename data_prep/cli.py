@@ -34,6 +34,15 @@ def options(*names) -> dict:
   return {k: FLAGS[k].value for k in COMMON + names}
 
 
+def convert(dataset: str, splits, classes, option_names=(), extra=None) -> dict:
+  """shards.convert with the common flags, then the one-line report; returns the manifest."""
+  from data_prep import shards
+  manifest = shards.convert(dataset, FLAGS.output_dir, splits, classes, FLAGS.label_offset, options(*option_names),
+                            num_workers=FLAGS.num_workers, shuffle_seed=FLAGS.seed, extra=extra)
+  report(manifest)
+  return manifest
+
+
 def report(manifest: dict):
   counts = ", ".join(f"{s} {v['records']}" for s, v in manifest["splits"].items())
   dropped = manifest.get("dropped_classes")

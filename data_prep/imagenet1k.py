@@ -97,12 +97,9 @@ def main(argv):
   program = "data_prep.imagenet1k"
   if not FLAGS.raw_dir or not os.path.isdir(os.path.join(FLAGS.raw_dir, "train")):
     cli.fail(program, f"--raw_dir must hold train/<wnid>/ (got {FLAGS.raw_dir!r})")
-  output_dir = cli.prepare_output(program)
+  cli.prepare_output(program)
   splits, classes = collect(FLAGS.raw_dir, FLAGS.label_offset)
-  manifest = shards.convert("imagenet1k", output_dir, splits, classes, FLAGS.label_offset,
-                            cli.options("train_shards", "val_shards", "val_blacklist"),
-                            num_workers=FLAGS.num_workers, shuffle_seed=FLAGS.seed)
-  cli.report(manifest)
+  cli.convert("imagenet1k", splits, classes, ("train_shards", "val_shards", "val_blacklist"))
 
 
 def run():

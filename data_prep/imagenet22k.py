@@ -103,15 +103,12 @@ def main(argv):
     cli.fail(program, f"--raw_dir must be a folder (got {FLAGS.raw_dir!r})")
   if not 0 <= FLAGS.test_fraction < 1:
     cli.fail(program, "--test_fraction must be in [0, 1)")
-  output_dir = cli.prepare_output(program)
+  cli.prepare_output(program)
   splits, classes, dropped = collect(FLAGS.raw_dir, FLAGS.label_offset, FLAGS.test_fraction, FLAGS.split_seed,
                                      FLAGS.min_images_per_class, FLAGS.num_workers)
-  manifest = shards.convert(
-      "imagenet22k", output_dir, splits, classes, FLAGS.label_offset,
-      cli.options("train_shards", "test_shards", "test_fraction", "split_seed", "min_images_per_class"),
-      num_workers=FLAGS.num_workers, shuffle_seed=FLAGS.seed,
-      extra={"dropped_classes": dropped, "heldout": "per class, lowest sha1(split_seed:wnid/filename)"})
-  cli.report(manifest)
+  cli.convert("imagenet22k", splits, classes,
+              ("train_shards", "test_shards", "test_fraction", "split_seed", "min_images_per_class"),
+              extra={"dropped_classes": dropped, "heldout": "per class, lowest sha1(split_seed:wnid/filename)"})
 
 
 def run():

@@ -69,17 +69,14 @@ def main(argv):
                                       ("data_large/ or data_256/", train_dir)) if not value]
   if missing:
     cli.fail(program, f"{raw} lacks {', '.join(missing)}")
-  output_dir = cli.prepare_output(program)
+  cli.prepare_output(program)
   names = read_categories(categories)
   classes = {i: (name, name[3:] if name[2:3] == "/" else name.lstrip("/")) for name, i in names}
   splits = {"train": shards.Split(read_list(train_list, train_dir, classes, FLAGS.label_offset), FLAGS.train_shards)}
   if val_list and val_dir:
     splits["validation"] = shards.Split(read_list(val_list, val_dir, classes, FLAGS.label_offset), FLAGS.val_shards)
-  manifest = shards.convert(
-      f"places365_{FLAGS.variant}", output_dir, splits, [{"synset": s, "text": t} for s, t in classes.values()],
-      FLAGS.label_offset, cli.options("variant", "train_shards", "val_shards"),
-      num_workers=FLAGS.num_workers, shuffle_seed=FLAGS.seed)
-  cli.report(manifest)
+  cli.convert(f"places365_{FLAGS.variant}", splits, [{"synset": s, "text": t} for s, t in classes.values()],
+              ("variant", "train_shards", "val_shards"))
 
 
 def run():
