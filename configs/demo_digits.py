@@ -33,7 +33,11 @@ def get_config(variant: str = ""):
   config.data.shuffle_buffer = 2048
   config.data.interleave_files = 4
   config.data.threads = 0                 # tf.data private thread pool (0: TF's default)
+  config.data.map_parallelism = 0         # images decoded in parallel (0: the cores this rank may use)
   config.data.prefetch_batches = 2
+  config.data.cache_in_memory = False     # keep this rank's serialized records in RAM after epoch 1
+  config.data.skip_corrupt = False        # True: skip corrupt records (logged) instead of failing
+  config.data.synthetic = False           # True: random tensors, no I/O (benchmarks the model alone)
 
   # Model section
   config.model = ml_collections.ConfigDict()
@@ -88,4 +92,6 @@ def get_config(variant: str = ""):
   config.eval = ml_collections.ConfigDict()
   config.eval.split = "validation"
   config.eval.batch_size = 128
+  config.eval.crops = 1                   # 1 (center), 12 (2 scales × 4 corners + center + whole), 24 (+ mirrors)
+  config.eval.multicrop_shorter_sides = (256 / 224, 288 / 224)  # × image_size: the two multi-crop scales
   return config

@@ -35,10 +35,10 @@ def test_train_batches_have_the_right_shape_and_labels(info, data_config):
 
 def test_ranks_read_disjoint_files(info):
   files = info.split("train").files
-  per_rank = [input_pipeline._rank_files(files, r, 3)[0] for r in range(3)]
+  per_rank = [datasets.files_for_rank(files, r, 3)[0] for r in range(3)]
   assert sorted(sum(per_rank, [])) == sorted(files)
   assert all(not set(a) & set(b) for i, a in enumerate(per_rank) for b in per_rank[i + 1:])
-  assert input_pipeline._rank_files(files, 1, 9) == (files, True)  # fewer files than ranks
+  assert datasets.files_for_rank(files, 1, 9) == (files, True)  # fewer files than ranks
 
 
 def test_same_seed_same_stream(info, data_config):
@@ -101,3 +101,83 @@ def test_eval_covers_every_image_exactly_once(info, data_config, ranks):
   seen = [f for rank in range(ranks) for f in fingerprints(rank, ranks, 32)]
   assert len(seen) == total
   assert sorted(seen) == sorted(fingerprints(0, 1, 1000))
+
+
+def gradient_image(height, width):
+  """Channel 0 = row index, channel 1 = column index: bilinear sampling reproduces coordinates exactly."""
+  rows, cols = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+  return tf.constant(np.stack([rows, cols, np.zeros_like(rows)], axis=-1))
+
+
+def test_twelve_crop_geometry():
+  """2 scales × (4 corners + center of a size² crop, then the central square): exact windows."""
+  height, width, size = 300, 400, 224
+  views = input_pipeline.multi_crop(gradient_image(height, width), size, [256, 320]).numpy()
+  assert views.shape == (12, size, size, 3)
+  expected = []  # (top, left, side) in original pixels
+  for shorter_side in (256, 320):
+    side = 300 * size / shorter_side  # a size² crop of the image resized to that shorter side
+    expected += [(0, 0, side), (0, width - side, side), (height - side, 0, side),
+                 (height - side, width - side, side), ((height - side) / 2, (width - side) / 2, side)]
+    expected.append((0.0, 50.0, 300.0))  # the central 300×300 square, resized
+  for view, (y, x, side) in zip(views, expected):
+    np.testing.assert_allclose(view[0, 0, :2], (y, x), atol=1e-2)
+    np.testing.assert_allclose(view[-1, -1, :2], (y + side - 1, x + side - 1), atol=1e-2)
+
+
+def test_twenty_four_crops_add_mirror_images():
+  views = input_pipeline.multi_crop(gradient_image(120, 90), 32, [36, 40], flips=True).numpy()
+  assert views.shape == (24, 32, 32, 3)
+  np.testing.assert_array_equal(views[12:], views[:12, :, ::-1])
+
+
+def test_multicrop_eval_batches(info, data_config):
+  images, labels = next(iter(input_pipeline.eval_dataset(info, data_config, "validation", 5, crops=12)))
+  assert images.shape == (5, 12, 32, 32, 3) and labels.shape == (5,)
+
+
+def test_cache_in_memory_serves_every_record_each_epoch(info, data_config):
+  data_config.cache_in_memory = True
+  data_config.shuffle_buffer = 1  # epochs then come out in cache order, so each window is one epoch
+  data_config.flip = False
+  files = datasets.files_for_rank(info.split("train").files, 1, 2)[0]
+  per_epoch = sum(datasets.count_records(f) for f in files)
+  dataset = input_pipeline.train_dataset(info, data_config, 1, rank=1, num_ranks=2, deterministic=True)
+  labels = np.concatenate([y.numpy() for _, y in dataset.take(2 * per_epoch)])
+  np.testing.assert_array_equal(np.sort(labels[:per_epoch]), np.sort(labels[per_epoch:]))
+
+
+def test_one_hot_labels_and_synthetic_input(info, data_config):
+  _, labels = next(iter(input_pipeline.train_dataset(info, data_config, 4, one_hot=True, deterministic=True)))
+  assert labels.shape == (4, 10) and np.allclose(labels.numpy().sum(axis=1), 1)
+  images, labels = next(iter(input_pipeline.synthetic_dataset(8, 32, 10)))
+  assert images.shape == (8, 32, 32, 3) and labels.shape == (8,) and labels.numpy().max() < 10
+
+
+def test_corrupt_shard_is_located(info, tmp_path):
+  broken = tmp_path / "broken-shard"
+  data = bytearray(open(info.split("train").files[2], "rb").read())
+  data[3000] ^= 0xFF
+  broken.write_bytes(bytes(data))
+  files = info.split("train").files[:2] + [str(broken)]
+  path, message = input_pipeline.locate_corruption(files)
+  assert path == str(broken) and "corrupted record" in message
+
+
+def test_skip_corrupt_keeps_training_going(info, data_config, tmp_path):
+  """A copy of the shards with one corrupted: the default fails, skip_corrupt streams on."""
+  import shutil
+  copy = tmp_path / "shards"
+  shutil.copytree(info.data_dir, copy)
+  shard = copy / "train-00004-of-00008"
+  data = bytearray(shard.read_bytes())
+  data[3000] ^= 0xFF
+  shard.write_bytes(bytes(data))
+  broken = datasets.load(str(copy))
+  data_config.shuffle_buffer = 1
+  with pytest.raises(tf.errors.DataLossError):
+    for _ in input_pipeline.train_dataset(broken, data_config, 64, deterministic=True).take(40):
+      pass
+  data_config.skip_corrupt = True
+  batches = sum(1 for _ in input_pipeline.train_dataset(broken, data_config, 64, deterministic=True).take(40))
+  assert batches == 40

@@ -116,3 +116,52 @@ def test_two_horovod_ranks_end_identical(controller, digits_shards, tmp_path):
   assert len(h0["loss"]) == 5 and "val_top1" in h0
   # Each rank trained on its own images: an unaveraged metric would differ between ranks.
   assert len(json.loads((workdir / "snapshots.json").read_text())) == 2
+
+
+def horovodrun(*args, timeout=900):
+  env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+  command = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2", *args]
+  return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_rank_multicrop_evaluation_covers_the_odd_split_exactly(single_rank_run):
+  """359 validation images over 2 ranks × batch 16, 12 views each: every image counted once."""
+  run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--crops=12")
+  single = json.loads((single_rank_run / "eval.json").read_text())
+  result = horovodrun(sys.executable, "-m", "tfscale.evaluate", f"--workdir={single_rank_run}", "--crops=12",
+                      "--batch_size=16")
+  assert result.returncode == 0, result.stderr[-3000:]
+  double = json.loads((single_rank_run / "eval.json").read_text())
+  assert double["count"] == single["count"] == 359 and double["crops"] == 12
+  for a, b in zip(double["members"] + [double["ensemble"]], single["members"] + [single["ensemble"]]):
+    assert abs(a["top1"] - b["top1"]) * 359 <= 1  # other batch shapes may flip a near-tie, no more
+  assert "ensemble of 2" in result.stdout and result.stdout.count("ensemble of 2") == 1  # rank 0 alone prints
+
+
+def test_corrupt_shard_stops_training_with_its_name(digits_shards, tmp_path):
+  copy = tmp_path / "shards"
+  shutil.copytree(digits_shards, copy)
+  shard = copy / "train-00005-of-00008"
+  data = bytearray(shard.read_bytes())
+  data[4000] ^= 0xFF
+  shard.write_bytes(bytes(data))
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path / 'run'}", f"--config.data.dir={copy}",
+                      check=False)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"tfscale.train: error: corrupt shard {shard}: corrupted record at")
+
+
+def test_staging_copies_each_node_only_its_ranks_shards(digits_shards, tmp_path):
+  from tfscale import datasets, staging
+  copied, _, kept = staging.stage(str(digits_shards), str(tmp_path / "node1"), node=1, nodes=2, ranks_per_node=1,
+                                  splits=["train", "validation"])
+  names = sorted(os.listdir(tmp_path / "node1"))
+  # Rank 1 of 2 reads train shards 1, 3, 5, 7 and validation shard 1 (of 3).
+  assert names == sorted(["manifest.json", "labels.txt", "train-00001-of-00008", "train-00003-of-00008",
+                          "train-00005-of-00008", "train-00007-of-00008", "validation-00001-of-00003"])
+  assert (copied, kept) == (7, 0)
+  assert staging.stage(str(digits_shards), str(tmp_path / "node1"), 1, 2, 1, ["train", "validation"])[0] == 0
+  info = datasets.load(str(tmp_path / "node1"))
+  assert datasets.files_for_rank(info.split("train").files, 1, 2)[0] == [
+      str(tmp_path / "node1" / f"train-0000{i}-of-00008") for i in (1, 3, 5, 7)]

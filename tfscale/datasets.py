@@ -60,6 +60,18 @@ def count_records(path: str) -> int:
       count += 1
 
 
+def files_for_rank(files: List[str], rank: int, num_ranks: int):
+  """(this rank's shard files, whether records must be sharded too).
+
+  Disjoint files per rank (file i to rank i mod N) when there are at least as many files as ranks;
+  otherwise every rank reads every file and keeps every N-th record. Staging (tfscale/staging.py) uses
+  the same rule to copy each node only the shards its ranks read.
+  """
+  if len(files) >= num_ranks:
+    return list(files[rank::num_ranks]), False
+  return list(files), True
+
+
 def _resolve(data_dir, what, found, configured):
   """The manifest's value unless the config sets a different one, which is an error."""
   if configured is not None and found is not None and configured != found:
@@ -72,11 +84,12 @@ def _from_manifest(data_dir, label_offset, num_classes):
     manifest = json.load(f)
   splits = {}
   for name, split in manifest["splits"].items():
+    # Shards are not required to all be here: a staged node-local copy holds only its ranks' shards,
+    # and the input pipeline checks the files each rank reads.
     files = [os.path.join(data_dir, s["name"]) for s in split["shards"]]
-    missing = [f for f in files if not os.path.exists(f)]
-    if missing:
-      raise DataError(f"{data_dir}: {len(missing)} shards of split {name!r} are missing, e.g. {missing[0]}")
     splits[name] = SplitInfo(name, files, int(split["records"]))
+  if not any(os.path.exists(f) for split in splits.values() for f in split.files):
+    raise DataError(f"{data_dir}: manifest.json lists shards, but none of them is here")
   formats = manifest.get("converter", {}).get("record_format", ["imagenet"])
   return DatasetInfo(data_dir, manifest.get("dataset", "unknown"),
                      _resolve(data_dir, "num_classes", int(manifest["num_classes"]), num_classes),

@@ -18,16 +18,18 @@ def load_snapshot(directory: str) -> tf_keras.Model:
 
 
 def evaluate_snapshots(workdir: str, config, snapshots: list, info: DatasetInfo, split: str,
-                       batch_size: int):
+                       batch_size: int, crops: int = 1):
   """Accuracy of every snapshot and of the ensemble over all ranks; the result dict on rank 0, else None."""
   distributed.init()
   distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
-  dataset = input_pipeline.eval_dataset(info, config.data, split, batch_size, distributed.rank(), distributed.size())
+  dataset = input_pipeline.eval_dataset(
+      info, config.data, split, batch_size, distributed.rank(), distributed.size(), crops=crops,
+      multicrop_shorter_sides=config.eval.get("multicrop_shorter_sides", (256 / 224, 288 / 224)))
 
   members, summed, labels = [], None, None
   for snapshot in snapshots:
     model = load_snapshot(os.path.join(workdir, snapshot["path"]))
-    probabilities, member_labels = metrics.predict(metrics.probability_fn(model), dataset, info.num_classes)
+    probabilities, member_labels = metrics.predict(metrics.probability_fn(model, crops), dataset, info.num_classes)
     if labels is None:
       labels = member_labels
     elif not np.array_equal(labels, member_labels):
@@ -41,5 +43,5 @@ def evaluate_snapshots(workdir: str, config, snapshots: list, info: DatasetInfo,
   combined = metrics.global_accuracy(summed / len(snapshots), labels)
   if not distributed.is_chief():
     return None
-  return {"split": split, "data_dir": info.data_dir, "count": combined["count"], "members": members,
+  return {"split": split, "data_dir": info.data_dir, "crops": crops, "count": combined["count"], "members": members,
           "ensemble": {**combined, "members": [m["name"] for m in members]}}

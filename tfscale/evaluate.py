@@ -23,6 +23,9 @@ flags.DEFINE_string("snapshots", "all", "'all' or comma-separated snapshot names
 flags.DEFINE_string("data_dir", None, "Shard directory (default: the run's config.data.dir).")
 flags.DEFINE_string("split", None, "Split to evaluate (default: the run's config.eval.split).")
 flags.DEFINE_integer("batch_size", 0, "Images per batch per rank (default: the run's config.eval.batch_size).")
+flags.DEFINE_enum("crops", None, ["1", "12", "24"],
+                  "Views per image: 1 center crop; 12 = 2 scales × (4 corners + center + whole); 24 adds mirrors "
+                  "(default: the run's config.eval.crops).")
 
 
 def load_run(workdir: str):
@@ -57,8 +60,8 @@ def format_table(members, ensemble) -> str:
                    for r in rows)
 
 
-def markdown_table(members, ensemble, split, count) -> str:
-  lines = [f"# Evaluation: {split}, {count} images", "", "| snapshot | phase | step | epoch | top-1 % | top-5 % |",
+def markdown_table(members, ensemble, split, count, crops) -> str:
+  lines = [f"# Evaluation: {split}, {count} images, {crops} view(s) each", "", "| snapshot | phase | step | epoch | top-1 % | top-5 % |",
            "|---|---|---:|---:|---:|---:|"]
   lines += [f"| {m['name']} | {m['phase']} | {m['step']} | {m['epoch']:.1f} | {100 * m['top1']:.2f} | "
             f"{100 * m['top5']:.2f} |" for m in members]
@@ -80,8 +83,9 @@ def main(argv):
     sys.exit(f"tfscale.evaluate: error: {e}")
 
   from tfscale import ensemble  # TensorFlow is imported only now.
+  crops = int(FLAGS.crops or config.eval.get("crops", 1))
   result = ensemble.evaluate_snapshots(FLAGS.workdir, config, snapshots, info, split,
-                                       FLAGS.batch_size or config.eval.batch_size)
+                                       FLAGS.batch_size or config.eval.batch_size, crops)
   if result is None:  # not rank 0
     return
   members, combined = result["members"], result["ensemble"]
@@ -89,7 +93,7 @@ def main(argv):
   with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=1)
   with open(os.path.join(FLAGS.workdir, "eval.md"), "w") as f:
-    f.write(markdown_table(members, combined, split, result["count"]))
+    f.write(markdown_table(members, combined, split, result["count"], crops))
 
 
 def run():

@@ -10,11 +10,12 @@ start_step + k // batch, and the plan's per-step `collapse` table decides its cr
 'full' phases, fixed-scale random-position in 'collapse' phases). Nothing is rebuilt at a phase change.
 """
 import logging
+import os
 
 import numpy as np
 import tensorflow as tf
 
-from tfscale.datasets import DatasetInfo
+from tfscale.datasets import DataError, DatasetInfo, files_for_rank
 
 # ImageNet channel statistics on the 0..255 scale.
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -59,6 +60,16 @@ def random_resized_crop(image_bytes, size, scale, ratio, seed):
   return _decode_window(image_bytes, begin[0], begin[1], crop_size[0], crop_size[1], size)
 
 
+def naive_random_resized_crop(image_bytes, size, scale, ratio, seed):
+  """The same crop distribution computed after decoding the whole image: the benchmark's baseline."""
+  image = tf.io.decode_jpeg(image_bytes, channels=3)
+  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.shape(image), bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
+      min_object_covered=scale[0], aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
+      use_image_if_no_bounding_boxes=True)
+  return tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bilinear")
+
+
 def _square_window(shape, fraction):
   side = tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) * fraction, tf.int32)
   return tf.maximum(side, 1)
@@ -76,20 +87,42 @@ def fixed_scale_crop(image_bytes, size, fraction, seed):
 
 
 def center_crop(image_bytes, size, fraction):
-  """Evaluation crop: the central square of `fraction` × the shorter side, resized to size²
-  (the same pixels as resizing the shorter side to size/fraction and cutting the central size²)."""
+  """Evaluation crop: the central square of `fraction` × the shorter side, resized to size² — the same
+  pixels as resizing the shorter side to size/fraction and cutting the central size², decoded in place."""
   shape = tf.io.extract_jpeg_shape(image_bytes)
   side = _square_window(shape, fraction)
   return _decode_window(image_bytes, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side, size)
 
 
-def _rank_files(files, rank, num_ranks):
-  """Disjoint shard files per rank; with fewer files than ranks, every rank reads all and shards records."""
-  if len(files) >= num_ranks:
-    return files[rank::num_ranks], False
-  logging.warning("%d shard files for %d ranks: sharding by record instead of by file (slower start-up)",
-                  len(files), num_ranks)
-  return files, True
+def multi_crop_boxes(height, width, size, shorter_sides):
+  """Normalised (y1, x1, y2, x2) boxes of the multi-crop views, 6 per scale.
+
+  For each scale the image is (conceptually) resized so its shorter side is `shorter_side` pixels; the
+  views are its 4 corner and its center size×size crops, then its central square resized to size×size.
+  Box edges sit on pixel centres, as `tf.image.crop_and_resize` samples them.
+  """
+  h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  shorter = tf.minimum(h, w)
+  boxes = []
+  for shorter_side in shorter_sides:
+    side = shorter * (size / shorter_side)  # a size×size crop of the resized image, in original pixels
+    for y, x in ((0.0, 0.0), (0.0, w - side), (h - side, 0.0), (h - side, w - side),
+                 ((h - side) / 2, (w - side) / 2)):
+      boxes.append((y, x, side))
+    boxes.append(((h - shorter) / 2, (w - shorter) / 2, shorter))
+  return tf.stack([tf.stack([y / (h - 1), x / (w - 1), (y + s - 1) / (h - 1), (x + s - 1) / (w - 1)])
+                   for y, x, s in boxes])
+
+
+def multi_crop(image, size, shorter_sides, flips=False):
+  """(views, size, size, 3) from one decoded image: 6 views per scale, then their mirror images if `flips`."""
+  shape = tf.shape(image)
+  boxes = multi_crop_boxes(shape[0], shape[1], size, shorter_sides)
+  views = tf.image.crop_and_resize(tf.cast(image, tf.float32)[None], boxes, tf.zeros([tf.shape(boxes)[0]], tf.int32),
+                                   [size, size], method="bilinear")
+  if flips:
+    views = tf.concat([views, tf.image.flip_left_right(views)], axis=0)
+  return views
 
 
 def _options(deterministic: bool, threads: int):
@@ -105,30 +138,60 @@ def _options(deterministic: bool, threads: int):
   return options
 
 
+def _parallelism(data_config) -> int:
+  return data_config.get("map_parallelism", 0) or len(os.sched_getaffinity(0))
+
+
+def _records(files, data_config, shard_records, rank, num_ranks, deterministic, shuffle_files_seed=None):
+  """Records of these files, each paired with its shard's name (so errors can say where they came from)."""
+  missing = [f for f in files if not os.path.exists(f)]
+  if missing:  # e.g. a node-local copy staged for other ranks
+    raise DataError(f"rank {rank}: {len(missing)} of the shards it reads are missing, e.g. {missing[0]}")
+  files_ds = tf.data.Dataset.from_tensor_slices(files)
+  if shuffle_files_seed is not None:
+    files_ds = files_ds.shuffle(len(files), seed=shuffle_files_seed, reshuffle_each_iteration=True)
+
+  def read(shard):
+    records = tf.data.TFRecordDataset(shard)
+    if data_config.get("skip_corrupt", False):
+      # A corrupt record ends its shard's reading for this pass; TF logs each one as
+      # "Error raised with error message corrupted record at <byte>".
+      records = records.ignore_errors(log_warning=True)
+    return records.map(lambda record: (record, shard))
+
+  records = files_ds.interleave(read, cycle_length=min(len(files), data_config.interleave_files), block_length=1,
+                                num_parallel_calls=min(len(files), data_config.interleave_files),
+                                deterministic=deterministic)
+  return records.shard(num_ranks, rank) if shard_records else records
+
+
 def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0, num_ranks: int = 1,
-                  collapse=None, start_step: int = 0, seed: int = 0, deterministic: bool = False):
+                  collapse=None, start_step: int = 0, seed: int = 0, deterministic: bool = False,
+                  one_hot: bool = False, naive: bool = False):
   """An endless stream of (images, labels) batches for this rank, `batch_size` images each.
 
-  `collapse` is the plan's per-step boolean table (None: 'full' augmentation throughout).
+  `collapse` is the plan's per-step boolean table (None: 'full' augmentation throughout); `one_hot`
+  gives float one-hot labels (label smoothing needs them); `naive` decodes whole images before cropping
+  (only the benchmark wants that).
   """
-  files, shard_records = _rank_files(info.split("train").files, rank, num_ranks)
-  files_ds = tf.data.Dataset.from_tensor_slices(files)
-  if not shard_records:
-    # A new file order every epoch, the same on every run.
-    files_ds = files_ds.shuffle(len(files), seed=seed + rank, reshuffle_each_iteration=True)
-  files_ds = files_ds.repeat()
-  # Each record travels with its shard's name, so a bad label can say where it came from.
-  records = files_ds.interleave(
-      lambda shard: tf.data.TFRecordDataset(shard).map(lambda record: (record, shard)),
-      cycle_length=min(len(files), data_config.interleave_files),
-      block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  files, shard_records = files_for_rank(info.split("train").files, rank, num_ranks)
   if shard_records:
-    records = records.shard(num_ranks, rank)
+    logging.warning("%d shard files for %d ranks: every rank reads every file and keeps 1/%d of the records",
+                    len(files), num_ranks, num_ranks)
+  if data_config.get("cache_in_memory", False):
+    # The rank's serialized records stay in RAM after the first pass (the paper kept ImageNet-1K in
+    # memory); file order is then fixed, so the record shuffle buffer alone randomises later epochs.
+    records = _records(files, data_config, shard_records, rank, num_ranks, True).cache().repeat()
+  else:
+    # A new file order every epoch, the same on every run.
+    records = _records(files, data_config, shard_records, rank, num_ranks, deterministic,
+                       None if shard_records else seed + rank).repeat()
   records = records.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * rank, reshuffle_each_iteration=True)
 
   collapse_table = tf.constant(np.asarray(collapse if collapse is not None else [False], bool))
   size = data_config.image_size
   scale, ratio = tuple(data_config.scale), tuple(data_config.ratio)
+  crop = naive_random_resized_crop if naive else random_resized_crop
 
   def preprocess(index, record):
     serialized, shard = record
@@ -139,30 +202,67 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
     image = tf.cond(
         collapse_table[step],
         lambda: fixed_scale_crop(image_bytes, size, data_config.collapse_crop_fraction, crop_seed),
-        lambda: random_resized_crop(image_bytes, size, scale, ratio, crop_seed))
+        lambda: crop(image_bytes, size, scale, ratio, crop_seed))
     if data_config.flip:
       image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    if one_hot:
+      label = tf.one_hot(label, info.num_classes)
     return normalize(image), label
 
-  dataset = records.enumerate().map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  dataset = records.enumerate().map(preprocess, num_parallel_calls=_parallelism(data_config),
+                                    deterministic=deterministic)
+  if data_config.get("skip_corrupt", False):
+    dataset = dataset.ignore_errors(log_warning=True)  # records whose JPEG does not decode
   dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(data_config.prefetch_batches)
   return dataset.with_options(_options(deterministic, data_config.threads))
 
 
-def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, rank: int = 0, num_ranks: int = 1):
-  """This rank's share of a split, center-cropped, in order, every record exactly once over all ranks.
+def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, rank: int = 0, num_ranks: int = 1,
+                 crops: int = 1, multicrop_shorter_sides=(256 / 224, 288 / 224)):
+  """This rank's share of a split, in order; over all ranks every record is seen exactly once.
 
-  Records are dealt round-robin (record i to rank i mod N), so ranks differ by at most one image and
-  nothing is dropped or repeated; the last batch may be short.
+  Shard files are dealt to ranks like training's (records round-robin when files < ranks), so ranks
+  may differ in count; nothing is dropped, padded or repeated, and the last batch may be short.
+  Accuracy is exact because ranks sum correct counts, not per-batch means. crops=1 yields
+  (batch, H, W, 3) center crops; crops=12 (2 scales × 6 views) or 24 (with mirror images) yields
+  (batch, crops, H, W, 3) for averaging probabilities over views.
   """
-  files = info.split(split).files
-  records = tf.data.TFRecordDataset(files, num_parallel_reads=1).shard(num_ranks, rank)
+  files, shard_records = files_for_rank(info.split(split).files, rank, num_ranks)
+  records = _records(files, data_config, shard_records, rank, num_ranks, True)
   size, fraction = data_config.image_size, data_config.eval_crop_fraction
+  if crops not in (1, 12, 24):
+    raise ValueError(f"crops must be 1, 12 or 24, got {crops}")
+  sides = [s * size for s in multicrop_shorter_sides]
 
-  def preprocess(serialized):
-    image_bytes, label = parse_record(serialized, info)
-    return normalize(center_crop(image_bytes, size, fraction)), label
+  def preprocess(serialized, shard):
+    image_bytes, label = parse_record(serialized, info, shard)
+    if crops == 1:
+      return normalize(center_crop(image_bytes, size, fraction)), label
+    views = multi_crop(tf.io.decode_jpeg(image_bytes, channels=3), size, sides, flips=crops == 24)
+    return normalize(views), label
 
-  dataset = records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = records.map(preprocess, num_parallel_calls=_parallelism(data_config), deterministic=True)
   dataset = dataset.batch(batch_size).prefetch(data_config.prefetch_batches)
   return dataset.with_options(_options(True, data_config.threads))
+
+
+def synthetic_dataset(batch_size: int, image_size: int, num_classes: int, one_hot: bool = False, seed: int = 0):
+  """Random normalised images and labels, generated once and repeated: the model alone, no input cost."""
+  images = tf.random.stateless_normal([batch_size, image_size, image_size, 3], seed=[seed, 1])
+  labels = tf.random.stateless_uniform([batch_size], seed=[seed, 2], maxval=num_classes, dtype=tf.int32)
+  if one_hot:
+    labels = tf.one_hot(labels, num_classes)
+  return tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+def locate_corruption(files):
+  """(file, TF's message) of the first shard among `files` that does not read cleanly, or None.
+
+  TFRecordDataset's DataLossError does not name the file; on such an error the trainer asks this."""
+  for path in files:
+    try:
+      for _ in tf.data.TFRecordDataset(path):
+        pass
+    except tf.errors.DataLossError as e:
+      return path, e.message.split("}}")[-1].split("[Op:")[0].strip()
+  return None

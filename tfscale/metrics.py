@@ -12,13 +12,19 @@ def topk_correct(probabilities: np.ndarray, labels: np.ndarray, k: int) -> int:
   return int((top == labels[:, None]).any(axis=1).sum())
 
 
-def probability_fn(model):
-  """A compiled images → softmax probabilities (float32) function for `model` in inference mode."""
-  images_spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+def probability_fn(model, crops: int = 1):
+  """A compiled images → softmax probabilities (float32) function for `model` in inference mode.
+
+  With crops > 1 the images are (batch, crops, H, W, 3) and the probabilities are averaged over crops.
+  """
+  view = list(model.input_shape[1:])
+  images_spec = tf.TensorSpec([None, *view] if crops == 1 else [None, crops, *view], tf.float32)
 
   @tf.function(input_signature=[images_spec])  # one trace, whatever the (last) batch size
   def probabilities(images):
-    return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+    flat = tf.reshape(images, [-1, *view])
+    p = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
+    return tf.reduce_mean(tf.reshape(p, [tf.shape(images)[0], crops, -1]), axis=1)
   return probabilities
 
 

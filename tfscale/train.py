@@ -52,7 +52,10 @@ def main(argv):
   except datasets.DataError as e:
     sys.exit(f"tfscale.train: error: {e}")
   from tfscale import trainer  # TensorFlow is imported only now.
-  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except datasets.DataError as e:
+    sys.exit(f"tfscale.train: error: {e}")
 
 
 def run():

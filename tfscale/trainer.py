@@ -47,10 +47,27 @@ def create_optimizer(config, plan: schedules.CompiledPlan):
               momentum=config.optim.momentum, eta=config.optim.lars_eta, adapt=config.optim.name == "lars")
 
 
-def create_loss(config):
+def loss_and_metrics(config):
+  """Sparse labels unless label smoothing is on, which needs one-hot labels (the pipeline makes them)."""
   if config.optim.label_smoothing:
-    raise NotImplementedError("label smoothing needs one-hot labels from the input pipeline")
-  return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return (tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.optim.label_smoothing),
+            [tf_keras.metrics.CategoricalAccuracy(name="top1"),
+             tf_keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")])
+  return (tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+          [tf_keras.metrics.SparseCategoricalAccuracy(name="top1"),
+           tf_keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+
+
+def create_train_data(config, info, plan, start_step):
+  """This rank's training batches: real shards, or random tensors when config.data.synthetic."""
+  one_hot = bool(config.optim.label_smoothing)
+  if config.data.get("synthetic", False):
+    return input_pipeline.synthetic_dataset(config.train.batch_per_rank, config.data.image_size, info.num_classes,
+                                            one_hot=one_hot, seed=config.seed + distributed.rank())
+  return input_pipeline.train_dataset(
+      info, config.data, config.train.batch_per_rank, distributed.rank(), distributed.size(),
+      collapse=plan.collapse, start_step=start_step, seed=config.seed, deterministic=config.train.deterministic,
+      one_hot=one_hot)
 
 
 def build_model(config, num_classes: int) -> tf_keras.Model:
@@ -86,9 +103,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   # checkpoint and broadcast.
   optimizer = distributed.distributed_optimizer(create_optimizer(config, plan))
   optimizer.build(model.trainable_variables)
-  model.compile(optimizer=optimizer, loss=create_loss(config),
-                metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                         tf_keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
+  loss, train_metrics = loss_and_metrics(config)
+  model.compile(optimizer=optimizer, loss=loss, metrics=train_metrics)
 
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
@@ -117,9 +133,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   if start_step >= plan.total_steps:
     return TrainResult(model, {}, snapshots, start_step)
 
-  train_data = input_pipeline.train_dataset(
-      info, config.data, config.train.batch_per_rank, distributed.rank(), distributed.size(),
-      collapse=plan.collapse, start_step=start_step, seed=config.seed, deterministic=config.train.deterministic)
+  train_data = create_train_data(config, info, plan, start_step)
   val_data = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
                                          distributed.rank(), distributed.size())
   probabilities_of = metrics.probability_fn(model)
@@ -135,8 +149,16 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
       callbacks.EpochLog(plan, global_batch_size(config), os.path.join(workdir, "tensorboard") if chief else None),
       callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs),
   ]
-  history = model.fit(train_data, epochs=-(-plan.total_steps // steps_per_epoch), steps_per_epoch=steps_per_epoch,
-                      initial_epoch=start_step // steps_per_epoch, callbacks=run_callbacks, verbose=0)
+  try:
+    history = model.fit(train_data, epochs=-(-plan.total_steps // steps_per_epoch), steps_per_epoch=steps_per_epoch,
+                        initial_epoch=start_step // steps_per_epoch, callbacks=run_callbacks, verbose=0)
+  except tf.errors.DataLossError as e:
+    # TF's message does not say which shard; find it so the user can fix or skip it.
+    rank_files = datasets.files_for_rank(info.split("train").files, distributed.rank(), distributed.size())[0]
+    culprit = input_pipeline.locate_corruption(rank_files + info.split(config.eval.split).files)
+    where = f"{culprit[0]}: {culprit[1]}" if culprit else e.message
+    raise datasets.DataError(f"corrupt shard {where} (python -m data_prep.verify finds all; "
+                             "--config.data.skip_corrupt=True skips them)") from None
   final_step = int(optimizer.iterations.numpy())
   distributed.average_variables(model.non_trainable_variables)
   if chief:
