@@ -28,9 +28,9 @@ def batches(dataset, n):
 def test_train_batches_have_the_right_shape_and_labels(info, data_config):
   dataset = input_pipeline.train_dataset(info, data_config, batch_size=16, deterministic=True)
   for images, labels in batches(dataset, 5):
-    assert images.shape == (16, 32, 32, 3) and images.dtype == np.float32
+    assert images.shape == (16, 32, 32, 3) and images.dtype == np.uint8  # the model normalises
     assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < 10
-    assert -3 < images.mean() < 3  # normalised, not 0..255
+    assert images.max() > 100  # digits are bright strokes on black
 
 
 def test_ranks_read_disjoint_files(info):

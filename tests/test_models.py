@@ -37,6 +37,15 @@ def test_last_bn_of_each_block_starts_at_zero_gamma():
   assert all((l.gamma.numpy() == 1).all() for l in off.layers if isinstance(l, tf_keras.layers.BatchNormalization))
 
 
+def test_model_normalises_uint8_images_itself():
+  model = create_model("resnet_cifar8", num_classes=10, image_size=32)
+  normalize = tf_keras.Model(model.input, model.get_layer("normalize").output)
+  mean = np.array([0.485, 0.456, 0.406]) * 255
+  std = np.array([0.229, 0.224, 0.225]) * 255
+  pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+  np.testing.assert_allclose(normalize(pixels).numpy(), (pixels - mean) / std, rtol=1e-5, atol=1e-5)
+
+
 def test_bfloat16_body_float32_logits():
   tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:

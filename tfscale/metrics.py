@@ -18,7 +18,7 @@ def probability_fn(model, crops: int = 1):
   With crops > 1 the images are (batch, crops, H, W, 3) and the probabilities are averaged over crops.
   """
   view = list(model.input_shape[1:])
-  images_spec = tf.TensorSpec([None, *view] if crops == 1 else [None, crops, *view], tf.float32)
+  images_spec = tf.TensorSpec([None, *view] if crops == 1 else [None, crops, *view], model.input.dtype)
 
   @tf.function(input_signature=[images_spec])  # one trace, whatever the (last) batch size
   def probabilities(images):

@@ -5,11 +5,18 @@ channels of each stage's 3×3 convs; a bottleneck's output is 4× that), and `st
 conv + 3×3/2 max-pool; 'cifar': one 3×3 conv for small images). Convs carry no bias (BN follows each);
 the last BN of every residual block may start at γ = 0 so each block starts as the identity (Goyal et al.),
 which is what makes large-batch warmup stable. Logits are float32 even under mixed_bfloat16.
+The model takes uint8 RGB images and normalises them itself with the ImageNet channel statistics, so
+the input pipeline stays integer and every snapshot carries its own preprocessing.
 """
 from typing import Sequence
 
 import tf_keras
 from tf_keras import layers
+
+
+# ImageNet channel statistics on the 0..255 scale.
+MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
 def _bn(name, momentum, epsilon, zero_gamma):
@@ -55,13 +62,16 @@ def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence
   def bn(layer_name, last_in_block=False):
     return _bn(layer_name, bn_momentum, bn_epsilon, zero_gamma and last_in_block)
 
-  inputs = layers.Input((image_size, image_size, 3), name="images")
+  inputs = layers.Input((image_size, image_size, 3), dtype="uint8", name="images")
+  # float32 whatever the policy: (pixel − mean) / std in bfloat16 would lose the low bits of the pixel.
+  x = layers.Normalization(mean=MEAN_RGB, variance=[s * s for s in STDDEV_RGB], dtype="float32",
+                           name="normalize")(inputs)
   if stem == "imagenet":
-    x = _conv(stem_width, 7, 2, "stem_conv")(inputs)
+    x = _conv(stem_width, 7, 2, "stem_conv")(x)
     x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
   elif stem == "cifar":
-    x = _conv(stem_width, 3, 1, "stem_conv")(inputs)
+    x = _conv(stem_width, 3, 1, "stem_conv")(x)
     x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
   else:
     raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
