@@ -10,6 +10,7 @@ validation digits, the Collapsed Ensemble at least as good as the best snapshot;
 The plan has the paper's shape, shrunk: warmup → poly-1 → collapse, then two re-warmup/collapse cycles.
 """
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from tfscale.schedules import phase
 
@@ -22,8 +23,8 @@ def get_config(variant: str = ""):
   # Data section
   config.data = ml_collections.ConfigDict()
   config.data.dir = "data/digits/tfrecords"
-  config.data.num_classes = None          # None: from the data's manifest (set it to insist on a value)
-  config.data.label_offset = None         # None: from the manifest (needed for shards that have none)
+  config.data.num_classes = placeholder(int)   # None: from the data's manifest (set it to insist on a value)
+  config.data.label_offset = placeholder(int)  # None: from the manifest (needed for shards that have none)
   config.data.image_size = 32
   config.data.scale = (0.5, 1.0)          # random-resized-crop area fraction ('full' phases)
   config.data.ratio = (3 / 4, 4 / 3)      # and aspect ratio
@@ -45,6 +46,12 @@ def get_config(variant: str = ""):
   config.model.bn_momentum = 0.9
   config.model.bn_epsilon = 1e-5
   config.model.zero_gamma = True
+  config.model.width_multipliers = placeholder(tuple)  # per stage, e.g. (2, 2, 2): see models/resnet.py
+  config.model.renorm = False             # batch renormalization, clipping ramped open over renorm_ramp_epochs
+  config.model.renorm_rmax = 3.0
+  config.model.renorm_dmax = 5.0
+  config.model.renorm_momentum = 0.99
+  config.model.renorm_ramp_epochs = (1.0, 10.0)
   config.model.dtype = "float32"          # or "mixed_bfloat16"
 
   # Optimizer section

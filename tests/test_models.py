@@ -12,19 +12,55 @@ def trainable_parameters(model):
   return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
 
-@pytest.mark.parametrize("name,count", [("resnet18", 11_689_512), ("resnet50", 25_557_032)])
+@pytest.mark.parametrize("name,count", [("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032),
+                                        ("resnet101", 44_549_160), ("resnet152", 60_192_808),
+                                        ("wrn50_2", 68_883_240)])
 def test_standard_parameter_counts(name, count):
-  """The counts of the reference ImageNet implementations (1000 classes, no conv biases)."""
+  """The counts of the reference ImageNet implementations (1000 classes, no conv biases; wrn50_2 is
+  torchvision's wide_resnet50_2)."""
   model = create_model(name, num_classes=1000, image_size=224)
   assert trainable_parameters(model) == count
   assert model.output_shape == (None, 1000)
 
 
+def test_wrn_28_10_is_about_36_5_million_parameters():
+  model = create_model("wrn28_10", num_classes=10, image_size=32)
+  assert abs(trainable_parameters(model) - 36.5e6) < 0.1e6
+
+
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_every_model_builds_small(name):
   model = create_model(name, num_classes=7, image_size=64)
-  logits = model(np.zeros((2, 64, 64, 3), np.float32), training=False)
+  logits = model(np.zeros((2, 64, 64, 3), np.uint8), training=False)
   assert logits.shape == (2, 7)
+
+
+def test_width_multipliers_widen_the_inner_bottleneck_channels_only():
+  base = create_model("resnet50", num_classes=10, image_size=64)
+  wide = create_model("resnet50", num_classes=10, image_size=64, width_multipliers=(1, 2, 2, 3))
+  for model, inner in ((base, (64, 128, 256, 512)), (wide, (64, 256, 512, 1536))):
+    for stage, channels in enumerate(inner, start=1):
+      assert model.get_layer(f"stage{stage}_block1_2_conv").filters == channels
+      assert model.get_layer(f"stage{stage}_block1_3_conv").filters == 4 * (64, 128, 256, 512)[stage - 1]
+
+
+def test_batch_renorm_ramps_and_round_trips(tmp_path):
+  import tensorflow as tf
+  from tfscale.callbacks import RenormRamp
+  rmax, dmax = tf.Variable(1.0, trainable=False), tf.Variable(0.0, trainable=False)
+  model = create_model("resnet_cifar8", 10, 32,
+                       renorm={"rmax": 3.0, "dmax": 5.0, "momentum": 0.99, "variables": (rmax, dmax)})
+  bns = [l for l in model.layers if isinstance(l, tf_keras.layers.BatchNormalization)]
+  assert all(l.renorm and l.renorm_clipping["rmax"] is rmax for l in bns)
+  model.compile(optimizer=tf_keras.optimizers.SGD(0.01),
+                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  ramp = RenormRamp(rmax, dmax, 3.0, 5.0, start_step=2, end_step=6)
+  data = (np.random.default_rng(0).integers(0, 255, (32, 32, 32, 3)).astype(np.uint8), np.arange(32) % 10)
+  model.fit(*data, batch_size=8, epochs=1, callbacks=[ramp], verbose=0)  # steps 0..3; the last began at step 3
+  assert float(rmax.numpy()) == pytest.approx(1.5) and float(dmax.numpy()) == pytest.approx(1.25)
+  clone = tf_keras.models.model_from_json(model.to_json())  # a snapshot loads with the final limits
+  layer = clone.get_layer(bns[0].name)
+  assert layer.renorm and layer.renorm_clipping["rmax"] == 3.0 and layer.renorm_clipping["dmax"] == 5.0
 
 
 def test_last_bn_of_each_block_starts_at_zero_gamma():

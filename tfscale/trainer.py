@@ -71,9 +71,19 @@ def create_train_data(config, info, plan, start_step):
 
 
 def build_model(config, num_classes: int) -> tf_keras.Model:
+  """The config's architecture under its dtype policy; with model.renorm, BN layers share ramped clipping."""
   tf_keras.mixed_precision.set_global_policy(config.model.dtype)
-  return create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
-                      config.model.bn_epsilon, config.model.zero_gamma)
+  renorm = None
+  if config.model.get("renorm", False):
+    renorm = {"rmax": config.model.renorm_rmax, "dmax": config.model.renorm_dmax,
+              "momentum": config.model.renorm_momentum,
+              "variables": (tf.Variable(1.0, trainable=False, name="renorm_rmax"),
+                            tf.Variable(0.0, trainable=False, name="renorm_dmax"))}
+  model = create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
+                       config.model.bn_epsilon, config.model.zero_gamma, config.model.get("width_multipliers"),
+                       renorm)
+  model.renorm_clipping_variables = renorm["variables"] if renorm else None
+  return model
 
 
 def _not_checkpoint_chatter(record) -> bool:
@@ -149,6 +159,10 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
       callbacks.EpochLog(plan, global_batch_size(config), os.path.join(workdir, "tensorboard") if chief else None),
       callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs),
   ]
+  if model.renorm_clipping_variables:
+    ramp = [round(e * steps_per_epoch) for e in config.model.renorm_ramp_epochs]
+    run_callbacks.insert(0, callbacks.RenormRamp(*model.renorm_clipping_variables, config.model.renorm_rmax,
+                                                 config.model.renorm_dmax, *ramp))
   try:
     history = model.fit(train_data, epochs=-(-plan.total_steps // steps_per_epoch), steps_per_epoch=steps_per_epoch,
                         initial_epoch=start_step // steps_per_epoch, callbacks=run_callbacks, verbose=0)

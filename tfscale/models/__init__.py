@@ -1,23 +1,53 @@
 """Model names → architectures. A dict literal, not a registry: every model tfscale trains is listed here."""
+from typing import Optional, Sequence
+
 from tfscale.models.resnet import resnet
 
-_BOTTLENECK = (64, 128, 256, 512)
+_IMAGENET = (64, 128, 256, 512)
+_CIFAR = (16, 32, 64)
+
+
+def _wrn_cifar(depth: int, k: int) -> dict:
+  """Zagoruyko & Komodakis' WRN-depth-k: (depth − 4) / 6 basic blocks per stage, widths 16k, 32k, 64k."""
+  if (depth - 4) % 6:
+    raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
+  n = (depth - 4) // 6
+  return dict(block="basic", stage_blocks=(n, n, n), stage_widths=_CIFAR, width_multipliers=(k, k, k),
+              stem="cifar", stem_width=16)
+
+
 ARCHITECTURES = {
-    "resnet18": dict(block="basic", stage_blocks=(2, 2, 2, 2), stage_widths=_BOTTLENECK),
-    "resnet34": dict(block="basic", stage_blocks=(3, 4, 6, 3), stage_widths=_BOTTLENECK),
-    "resnet50": dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), stage_widths=_BOTTLENECK),
-    "resnet101": dict(block="bottleneck", stage_blocks=(3, 4, 23, 3), stage_widths=_BOTTLENECK),
-    "resnet152": dict(block="bottleneck", stage_blocks=(3, 8, 36, 3), stage_widths=_BOTTLENECK),
-    # Small-image ResNet for the digits demo and tests: 3×3 stem, three stages of basic blocks.
-    "resnet_cifar8": dict(block="basic", stage_blocks=(1, 1, 1), stage_widths=(16, 32, 64), stem="cifar",
-                          stem_width=16),
+    "resnet18": dict(block="basic", stage_blocks=(2, 2, 2, 2), stage_widths=_IMAGENET),
+    "resnet34": dict(block="basic", stage_blocks=(3, 4, 6, 3), stage_widths=_IMAGENET),
+    "resnet50": dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), stage_widths=_IMAGENET),
+    "resnet101": dict(block="bottleneck", stage_blocks=(3, 4, 23, 3), stage_widths=_IMAGENET),
+    "resnet152": dict(block="bottleneck", stage_blocks=(3, 8, 36, 3), stage_widths=_IMAGENET),
+    # ImageNet Wide ResNets: ResNet-50/101 with every bottleneck's inner (1×1-reduce, 3×3) channels × k.
+    "wrn50_2": dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), stage_widths=_IMAGENET, width_multipliers=(2,) * 4),
+    "wrn50_3": dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), stage_widths=_IMAGENET, width_multipliers=(3,) * 4),
+    "wrn101_2": dict(block="bottleneck", stage_blocks=(3, 4, 23, 3), stage_widths=_IMAGENET,
+                     width_multipliers=(2,) * 4),
+    # Small-image (CIFAR-style, 3×3 stem) networks.
+    "wrn16_4": _wrn_cifar(16, 4),
+    "wrn28_10": _wrn_cifar(28, 10),
+    "wrn40_4": _wrn_cifar(40, 4),
+    # The digits demo and the tests: three stages of one basic block each.
+    "resnet_cifar8": dict(block="basic", stage_blocks=(1, 1, 1), stage_widths=_CIFAR, stem="cifar", stem_width=16),
 }
 
 
-def create_model(name: str, num_classes: int, image_size: int, bn_momentum: float = 0.9,
-                 bn_epsilon: float = 1e-5, zero_gamma: bool = True):
-  """The named architecture with a `num_classes` head for `image_size`² inputs."""
+def create_model(name: str, num_classes: int, image_size: int, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
+                 zero_gamma: bool = True, width_multipliers: Optional[Sequence[int]] = None,
+                 renorm: Optional[dict] = None):
+  """The named architecture with a `num_classes` head for `image_size`² uint8 inputs.
+
+  `width_multipliers` (one per stage) replaces the architecture's own, e.g. (1, 2, 2, 3) for a ResNet-50
+  widened only from stage 2 on; `renorm` turns every BN into ramped batch renormalization.
+  """
   if name not in ARCHITECTURES:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+  architecture = dict(ARCHITECTURES[name])
+  if width_multipliers:
+    architecture["width_multipliers"] = tuple(width_multipliers)
   return resnet(num_classes=num_classes, image_size=image_size, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-                zero_gamma=zero_gamma, name=name, **ARCHITECTURES[name])
+                zero_gamma=zero_gamma, renorm=renorm, name=name, **architecture)

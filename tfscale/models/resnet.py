@@ -1,14 +1,19 @@
 """ResNet v1.5 (stride on the 3×3 conv of the bottleneck) and Wide ResNets, in tf_keras, channels-last.
 
-One builder covers the family: `block` ('basic' | 'bottleneck'), `stage_blocks`, `stage_widths` (the
-channels of each stage's 3×3 convs; a bottleneck's output is 4× that), and `stem` ('imagenet': 7×7/2
-conv + 3×3/2 max-pool; 'cifar': one 3×3 conv for small images). Convs carry no bias (BN follows each);
+One builder covers the family: `block` ('basic' | 'bottleneck'), `stage_blocks`, `stage_widths`, per-stage
+`width_multipliers`, and `stem` ('imagenet': 7×7/2 conv + 3×3/2 max-pool; 'cifar': one 3×3 conv for small
+images). What a stage's multiplier k widens, exactly:
+  * bottleneck blocks: the 1×1-reduce and 3×3 convs get stage_width·k channels; the block output (the
+    1×1-expand conv, the projection shortcut, hence the next stage's input) stays 4·stage_width. This is
+    WRN-50-2 / torchvision's wide_resnet50_2 with k = 2 on every stage.
+  * basic blocks: both 3×3 convs and the block output get stage_width·k channels (Zagoruyko & Komodakis'
+    WRN-d-k with stage widths 16, 32, 64 and k on every stage). Convs carry no bias (BN follows each);
 the last BN of every residual block may start at γ = 0 so each block starts as the identity (Goyal et al.),
 which is what makes large-batch warmup stable. Logits are float32 even under mixed_bfloat16.
 The model takes uint8 RGB images and normalises them itself with the ImageNet channel statistics, so
 the input pipeline stays integer and every snapshot carries its own preprocessing.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tf_keras
 from tf_keras import layers
@@ -19,10 +24,36 @@ MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
-def _bn(name, momentum, epsilon, zero_gamma):
-  return layers.BatchNormalization(
-      axis=-1, momentum=momentum, epsilon=epsilon, name=name,
-      gamma_initializer="zeros" if zero_gamma else "ones")
+@tf_keras.saving.register_keras_serializable("tfscale")
+class RampedBatchRenormalization(layers.BatchNormalization):
+  """Batch renormalization (Ioffe 2017) whose r_max/d_max clipping is read from shared variables, so
+  `callbacks.RenormRamp` can open it up from (1, 0) to its final values during training without a
+  retrace. Serialised with the final values: a saved model is a plain renorm layer."""
+
+  def __init__(self, rmax=3.0, dmax=5.0, clipping_variables=None, **kwargs):
+    kwargs.pop("renorm_clipping", None)
+    super().__init__(renorm=True, **kwargs)
+    self.final_rmax, self.final_dmax = rmax, dmax
+    if clipping_variables is not None:
+      rmax_var, dmax_var = clipping_variables
+      self.renorm_clipping = {"rmax": rmax_var, "rmin": 1.0 / rmax_var, "dmax": dmax_var}
+    else:
+      self.renorm_clipping = {"rmax": rmax, "rmin": 1.0 / rmax, "dmax": dmax}
+
+  def get_config(self):
+    config = super().get_config()
+    config.pop("renorm", None)
+    config.update(renorm_clipping=None, rmax=self.final_rmax, dmax=self.final_dmax)
+    return config
+
+
+def _bn(name, momentum, epsilon, zero_gamma, renorm=None):
+  gamma = "zeros" if zero_gamma else "ones"
+  if renorm is None:
+    return layers.BatchNormalization(axis=-1, momentum=momentum, epsilon=epsilon, name=name, gamma_initializer=gamma)
+  return RampedBatchRenormalization(rmax=renorm["rmax"], dmax=renorm["dmax"], clipping_variables=renorm["variables"],
+                                    renorm_momentum=renorm["momentum"], axis=-1, momentum=momentum, epsilon=epsilon,
+                                    name=name, gamma_initializer=gamma)
 
 
 def _conv(filters, kernel, strides, name):
@@ -30,9 +61,10 @@ def _conv(filters, kernel, strides, name):
                        kernel_initializer="he_normal", name=name)
 
 
-def _block(x, width, strides, kind, name, bn):
+def _block(x, width, multiplier, strides, kind, name, bn):
   """One residual block; `bn(name, last_in_block)` makes its batch norms."""
-  out_channels = width * 4 if kind == "bottleneck" else width
+  out_channels = width * 4 if kind == "bottleneck" else width * multiplier
+  width = width * multiplier
   shortcut = x
   if strides != 1 or x.shape[-1] != out_channels:
     shortcut = _conv(out_channels, 1, strides, name + "_proj_conv")(x)
@@ -53,14 +85,21 @@ def _block(x, width, strides, kind, name, bn):
 
 
 def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence[int], block: str = "bottleneck",
-           stem: str = "imagenet", stem_width: int = 64, image_size: int = 224, bn_momentum: float = 0.9,
-           bn_epsilon: float = 1e-5, zero_gamma: bool = True, name: str = "resnet") -> tf_keras.Model:
-  """A ResNet v1.5 / Wide ResNet classifier returning float32 logits."""
+           width_multipliers: Optional[Sequence[int]] = None, stem: str = "imagenet", stem_width: int = 64,
+           image_size: int = 224, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, zero_gamma: bool = True,
+           renorm: Optional[dict] = None, name: str = "resnet") -> tf_keras.Model:
+  """A ResNet v1.5 / Wide ResNet classifier returning float32 logits.
+
+  `renorm`: None, or {"rmax", "dmax", "momentum", "variables": (rmax_var, dmax_var)} for batch renorm.
+  """
   if block not in ("basic", "bottleneck"):
     raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+  multipliers = tuple(width_multipliers or (1,) * len(stage_blocks))
+  if len(multipliers) != len(stage_blocks):
+    raise ValueError(f"{len(multipliers)} width multipliers for {len(stage_blocks)} stages")
 
   def bn(layer_name, last_in_block=False):
-    return _bn(layer_name, bn_momentum, bn_epsilon, zero_gamma and last_in_block)
+    return _bn(layer_name, bn_momentum, bn_epsilon, zero_gamma and last_in_block, renorm)
 
   inputs = layers.Input((image_size, image_size, 3), dtype="uint8", name="images")
   # float32 whatever the policy: (pixel − mean) / std in bfloat16 would lose the low bits of the pixel.
@@ -75,10 +114,10 @@ def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence
     x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
   else:
     raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-  for stage, (blocks, width) in enumerate(zip(stage_blocks, stage_widths)):
+  for stage, (blocks, width, multiplier) in enumerate(zip(stage_blocks, stage_widths, multipliers)):
     for b in range(blocks):
       strides = 2 if stage > 0 and b == 0 else 1
-      x = _block(x, width, strides, block, f"stage{stage + 1}_block{b + 1}", bn)
+      x = _block(x, width, multiplier, strides, block, f"stage{stage + 1}_block{b + 1}", bn)
   x = layers.GlobalAveragePooling2D(name="pool")(x)
   x = layers.Dense(num_classes, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.01),
                    name="logits")(x)
