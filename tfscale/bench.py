@@ -27,8 +27,9 @@ flags.DEFINE_integer("steal_batch", 32, "Batch size of the ResNet-50 training st
 flags.DEFINE_integer("steps", 12, "Timed training steps per run.")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps that trace the model before the timed runs.")
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Model dtype policies for `steal`.")
-flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline (0: the visible cores).")
-flags.DEFINE_integer("threads", 0, "data.threads: tf.data private thread pool size (0: TF's default).")
+flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline (0: its pool size).")
+flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfscale's default, 1 per 16 cores; "
+                     "`pipeline` measures peak throughput, so give it the cores: --threads=2).")
 
 
 def imagenet_like_shards(work_dir: str, images: int) -> str:

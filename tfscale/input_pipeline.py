@@ -127,21 +127,32 @@ def multi_crop(image, size, shorter_sides, flips=False):
   return views
 
 
+# A rank's model already uses every core it has; the pipeline needs a sliver (ResNet-50 at 100 img/s is
+# ≈ 0.16 core of JPEG decoding). With a pool of two on two cores, fp32 ResNet-50 training lost 3 % to
+# the pipeline; with a pool of one it lost nothing measurable (docs/BENCHMARKS.md): every pipeline thread
+# that runs preempts a oneDNN thread, and the op waits for it. So the default is one thread per 16 cores.
+CORES_PER_PIPELINE_THREAD = 16
+
+
+def pipeline_threads(data_config) -> int:
+  """tf.data's private pool size: data.threads, or one thread per 16 cores this process may use."""
+  return data_config.get("threads", 0) or max(1, len(os.sched_getaffinity(0)) // CORES_PER_PIPELINE_THREAD)
+
+
 def _options(deterministic: bool, threads: int):
   options = tf.data.Options()
   options.deterministic = deterministic
-  if threads:
-    options.threading.private_threadpool_size = threads
+  options.threading.private_threadpool_size = threads
   options.experimental_optimization.map_parallelization = True
   # With tf.data's autotuner on, destroying the training iterator at the end of `fit` stalled rank 0
   # for ≈ 40 s in 3 of 5 two-rank demo runs (main thread waiting on a tf.data logical thread, every
-  # thread idle); with it off, 0 of 4. Parallelism then defaults to the cores this process may use.
+  # thread idle); with it off, 0 of 4. Parallelism is then what pipeline_threads says.
   options.autotune.enabled = False
   return options
 
 
 def _parallelism(data_config) -> int:
-  return data_config.get("map_parallelism", 0) or len(os.sched_getaffinity(0))
+  return data_config.get("map_parallelism", 0) or pipeline_threads(data_config)
 
 
 def _records(files, data_config, shard_records, rank, num_ranks, deterministic, shuffle_files_seed=None):
@@ -217,7 +228,7 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
   if data_config.get("skip_corrupt", False):
     dataset = dataset.ignore_errors(log_warning=True)  # records whose JPEG does not decode
   dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(data_config.prefetch_batches)
-  return dataset.with_options(_options(deterministic, data_config.threads))
+  return dataset.with_options(_options(deterministic, pipeline_threads(data_config)))
 
 
 def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, rank: int = 0, num_ranks: int = 1,
@@ -246,7 +257,7 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
 
   dataset = records.map(preprocess, num_parallel_calls=_parallelism(data_config), deterministic=True)
   dataset = dataset.batch(batch_size).prefetch(data_config.prefetch_batches)
-  return dataset.with_options(_options(True, data_config.threads))
+  return dataset.with_options(_options(True, pipeline_threads(data_config)))
 
 
 def synthetic_dataset(batch_size: int, image_size: int, num_classes: int, one_hot: bool = False, seed: int = 0):
