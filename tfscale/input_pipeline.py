@@ -128,9 +128,10 @@ def multi_crop(image, size, shorter_sides, flips=False):
 
 
 # A rank's model already uses every core it has; the pipeline needs a sliver (ResNet-50 at 100 img/s is
-# ≈ 0.16 core of JPEG decoding). With a pool of two on two cores, fp32 ResNet-50 training lost 3 % to
-# the pipeline; with a pool of one it lost nothing measurable (docs/BENCHMARKS.md): every pipeline thread
-# that runs preempts a oneDNN thread, and the op waits for it. So the default is one thread per 16 cores.
+# ≈ 0.16 core of JPEG decoding, one thread decodes ≈ 600 img/s), and every pipeline thread that runs
+# preempts a oneDNN thread the op then waits for. So the default pool is one thread per 16 cores.
+# Measured on 2 cores (docs/BENCHMARKS.md): fp32 ResNet-50 real ÷ synthetic 0.967 with TF's default pool,
+# 1.006 and 0.968 in two runs with a pool of one: no loss from the smaller pool, no clear gain either.
 CORES_PER_PIPELINE_THREAD = 16
 
 
