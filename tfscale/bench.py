@@ -6,6 +6,10 @@ r"""Benchmarks, each side by side with its baseline in the same invocation (resu
   python -m tfscale.bench steal [--steps=12 --rounds=2 --dtypes=float32,mixed_bfloat16]
       ResNet-50 training step time on those real shards beside the same step on synthetic input: what
       the input pipeline takes from the model when both share the node's cores.
+  python -m tfscale.bench model [--models=resnet50,wrn50_2 --batches=32,64 --dtypes=float32,mixed_bfloat16]
+      images/s and achieved GFLOP/s of tfscale's full training step (its model, LARS, the Horovod wrapper
+      with one rank) on synthetic input, beside a bare tf_keras.applications.ResNet50 `fit` and the
+      matrix-multiply ceiling measured in the same run.
 """
 import os
 import statistics
@@ -26,7 +30,10 @@ flags.DEFINE_integer("batch", 64, "Batch size (pipeline); per-step batch for `st
 flags.DEFINE_integer("steal_batch", 32, "Batch size of the ResNet-50 training step.")
 flags.DEFINE_integer("steps", 12, "Timed training steps per run.")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps that trace the model before the timed runs.")
-flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Model dtype policies for `steal`.")
+flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Model dtype policies for `steal` and `model`.")
+flags.DEFINE_list("models", ["resnet50", "wrn50_2"], "tfscale models for `model`.")
+flags.DEFINE_list("batches", ["32", "64"], "Batch sizes for `model`.")
+flags.DEFINE_integer("num_classes", 1000, "Classifier width for `model` (21841 for the ImageNet-22K head).")
 flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline (0: its pool size).")
 flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfscale's default, 1 per 16 cores; "
                      "`pipeline` measures peak throughput, so give it the cores: --threads=2).")
@@ -131,8 +138,89 @@ def bench_steal():
     print(f"| {dtype} | {syn:.2f} | {real:.2f} | {ratio:.3f} |")
 
 
+def forward_flops(model) -> int:
+  """Multiply-adds × 2 of one image's forward pass through the convolutions and dense layers."""
+  flops = 0
+  for layer in model.layers:
+    if isinstance(layer, tf_keras.layers.Conv2D):
+      _, h, w, c_out = layer.output.shape
+      kh, kw = layer.kernel_size
+      flops += 2 * h * w * kh * kw * layer.input.shape[-1] * c_out
+    elif isinstance(layer, tf_keras.layers.Dense):
+      flops += 2 * layer.input.shape[-1] * layer.units
+  return flops
+
+
+def gemm_ceiling(dtype, n=2048, repeats=10) -> float:
+  """GFLOP/s of an n×n matrix multiply in `dtype` on this process's threads."""
+  import tensorflow as tf
+  a = tf.random.normal([n, n], dtype=tf.float32)
+  a = tf.cast(a, dtype)
+  matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+  matmul(a).numpy()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    result = matmul(a)
+  result.numpy()
+  return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _timed_fit(model, dataset, steps) -> float:
+  """Seconds per step over `steps` steps, after one untimed step (iterator and tracing)."""
+  clock = _StepClock()
+  model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[clock])
+  return (clock.ends[-1] - clock.ends[0]) / steps
+
+
+def bench_model():
+  import tensorflow as tf
+  from tfscale import distributed, input_pipeline
+  from tfscale.lars import LARS, StepTable
+  from tfscale.models import create_model
+
+  distributed.init()
+  rows = []
+  ceilings = {"float32": gemm_ceiling(tf.float32), "mixed_bfloat16": gemm_ceiling(tf.bfloat16)}
+  print(f"GEMM ceiling: fp32 {ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s",
+        file=sys.stderr)
+  for dtype in FLAGS.dtypes:
+    for batch in map(int, FLAGS.batches):
+      tf_keras.backend.clear_session()
+      tf_keras.mixed_precision.set_global_policy(dtype)
+      bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.num_classes)
+      bare.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
+                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=False))
+      images = tf.random.uniform([batch, 224, 224, 3], maxval=255.0)
+      labels = tf.random.uniform([batch], maxval=FLAGS.num_classes, dtype=tf.int32)
+      bare_data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+      bare_seconds = _timed_fit(bare, bare_data, FLAGS.steps)
+      bare_rate = batch / bare_seconds
+      print(f"{dtype} batch {batch}: bare tf_keras ResNet50: {bare_rate:.2f} images/s", file=sys.stderr)
+      for name in FLAGS.models:
+        tf_keras.backend.clear_session()
+        tf_keras.mixed_precision.set_global_policy(dtype)
+        model = create_model(name, FLAGS.num_classes, 224)
+        optimizer = distributed.distributed_optimizer(
+            LARS(StepTable([0.1]), weight_decay=StepTable([5e-5])), always=True)
+        model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        seconds = _timed_fit(model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes), FLAGS.steps)
+        rate = batch / seconds
+        gflops = 3 * forward_flops(model) * rate / 1e9
+        rows.append((name, dtype, batch, rate, gflops, gflops / ceilings[dtype], rate / bare_rate if name == "resnet50"
+                     else None, bare_rate))
+        print(f"{dtype} batch {batch}: {name}: {rate:.2f} images/s, {gflops:.0f} GFLOP/s", file=sys.stderr)
+  print(f"\nsynthetic 224² uint8 input, {FLAGS.num_classes} classes, {FLAGS.steps} timed steps after one, "
+        f"{os.cpu_count()} cores; GEMM ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} "
+        "GFLOP/s (2048² matmul, same run); GFLOP/s = 3 × forward FLOPs × images/s\n")
+  print("| model | dtype | batch | images/s | GFLOP/s | of GEMM ceiling | × bare ResNet50 (its images/s) |\n"
+        "|---|---|---:|---:|---:|---:|---:|")
+  for name, dtype, batch, rate, gflops, share, vs_bare, bare_rate in rows:
+    versus = f"{vs_bare:.3f} ({bare_rate:.2f})" if vs_bare is not None else ""
+    print(f"| {name} | {dtype} | {batch} | {rate:.2f} | {gflops:.0f} | {100 * share:.0f} % | {versus} |")
+
+
 def main(argv):
-  commands = {"pipeline": bench_pipeline, "steal": bench_steal}
+  commands = {"pipeline": bench_pipeline, "steal": bench_steal, "model": bench_model}
   if len(argv) != 2 or argv[1] not in commands:
     raise app.UsageError(f"usage: python -m tfscale.bench {{{'|'.join(commands)}}} [flags]")
   commands[argv[1]]()
