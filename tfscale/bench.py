@@ -217,6 +217,8 @@ def bench_model():
   for name, dtype, batch, rate, gflops, share, vs_bare, bare_rate in rows:
     versus = f"{vs_bare:.3f} ({bare_rate:.2f})" if vs_bare is not None else ""
     print(f"| {name} | {dtype} | {batch} | {rate:.2f} | {gflops:.0f} | {100 * share:.0f} % | {versus} |")
+  import resource
+  print(f"\npeak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
 def main(argv):
