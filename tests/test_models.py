@@ -47,17 +47,19 @@ def test_width_multipliers_widen_the_inner_bottleneck_channels_only():
 def test_batch_renorm_ramps_and_round_trips(tmp_path):
   import tensorflow as tf
   from tfscale.callbacks import RenormRamp
-  rmax, dmax = tf.Variable(1.0, trainable=False), tf.Variable(0.0, trainable=False)
+  rmax, rmin, dmax = (tf.Variable(v, trainable=False) for v in (1.0, 1.0, 0.0))
   model = create_model("resnet_cifar8", 10, 32,
-                       renorm={"rmax": 3.0, "dmax": 5.0, "momentum": 0.99, "variables": (rmax, dmax)})
+                       renorm={"rmax": 3.0, "dmax": 5.0, "momentum": 0.99, "variables": (rmax, rmin, dmax)})
   bns = [l for l in model.layers if isinstance(l, tf_keras.layers.BatchNormalization)]
   assert all(l.renorm and l.renorm_clipping["rmax"] is rmax for l in bns)
+  assert not any(v is rmax for v in model.variables)  # the run's, not the model's
   model.compile(optimizer=tf_keras.optimizers.SGD(0.01),
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  ramp = RenormRamp(rmax, dmax, 3.0, 5.0, start_step=2, end_step=6)
+  ramp = RenormRamp(rmax, rmin, dmax, 3.0, 5.0, start_step=2, end_step=6)
   data = (np.random.default_rng(0).integers(0, 255, (32, 32, 32, 3)).astype(np.uint8), np.arange(32) % 10)
   model.fit(*data, batch_size=8, epochs=1, callbacks=[ramp], verbose=0)  # steps 0..3; the last began at step 3
   assert float(rmax.numpy()) == pytest.approx(1.5) and float(dmax.numpy()) == pytest.approx(1.25)
+  assert float(rmin.numpy()) == pytest.approx(1 / 1.5)
   clone = tf_keras.models.model_from_json(model.to_json())  # a snapshot loads with the final limits
   layer = clone.get_layer(bns[0].name)
   assert layer.renorm and layer.renorm_clipping["rmax"] == 3.0 and layer.renorm_clipping["dmax"] == 5.0

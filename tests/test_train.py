@@ -165,3 +165,13 @@ def test_staging_copies_each_node_only_its_ranks_shards(digits_shards, tmp_path)
   info = datasets.load(str(tmp_path / "node1"))
   assert datasets.files_for_rank(info.split("train").files, 1, 2)[0] == [
       str(tmp_path / "node1" / f"train-0000{i}-of-00008") for i in (1, 3, 5, 7)]
+
+
+def test_batch_renorm_run_trains_snapshots_and_evaluates(digits_shards, tmp_path):
+  """model.renorm through the real entry points: the ramp runs, snapshots load in a fresh process."""
+  workdir = tmp_path / "renorm"
+  run_module("tfscale.train", TINY, f"--workdir={workdir}", f"--config.data.dir={digits_shards}",
+             "--config.model.renorm=True", "--config.model.renorm_ramp_epochs=(0.5, 3.0)")
+  result = run_module("tfscale.evaluate", f"--workdir={workdir}")
+  assert "ensemble of 2" in result.stdout
+  assert json.loads((workdir / "eval.json").read_text())["count"] == 359

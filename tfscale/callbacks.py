@@ -163,14 +163,17 @@ class RenormRamp(tf_keras.callbacks.Callback):
   """Opens batch renormalization's clipping linearly between two steps: r_max 1 → rmax, d_max 0 → dmax
   (Ioffe 2017 starts with plain batch norm and relaxes the limits once moving averages are reliable)."""
 
-  def __init__(self, rmax_variable, dmax_variable, rmax: float, dmax: float, start_step: int, end_step: int):
+  def __init__(self, rmax_variable, rmin_variable, dmax_variable, rmax: float, dmax: float, start_step: int,
+               end_step: int):
     super().__init__()
-    self.rmax_variable, self.dmax_variable = rmax_variable, dmax_variable
+    self.rmax_variable, self.rmin_variable, self.dmax_variable = rmax_variable, rmin_variable, dmax_variable
     self.rmax, self.dmax, self.start, self.end = rmax, dmax, start_step, max(end_step, start_step + 1)
 
   def on_train_batch_begin(self, batch, logs=None):
     t = min(max((_step(self.model) - self.start) / (self.end - self.start), 0.0), 1.0)
-    self.rmax_variable.assign(1.0 + (self.rmax - 1.0) * t)
+    rmax = 1.0 + (self.rmax - 1.0) * t
+    self.rmax_variable.assign(rmax)
+    self.rmin_variable.assign(1.0 / rmax)
     self.dmax_variable.assign(self.dmax * t)
 
 

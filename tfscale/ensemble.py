@@ -7,6 +7,7 @@ from absl import logging
 
 from tfscale import distributed, input_pipeline, metrics
 from tfscale.datasets import DatasetInfo
+from tfscale.models import resnet  # noqa: F401  (registers tfscale's layers for model_from_json)
 
 
 def load_snapshot(directory: str) -> tf_keras.Model:

@@ -70,20 +70,23 @@ def create_train_data(config, info, plan, start_step):
       one_hot=one_hot)
 
 
-def build_model(config, num_classes: int) -> tf_keras.Model:
-  """The config's architecture under its dtype policy; with model.renorm, BN layers share ramped clipping."""
+def build_model(config, num_classes: int):
+  """(model, renorm clipping variables or None): the config's architecture under its dtype policy.
+
+  The clipping variables stay off the model object: an attribute would make Keras track them as model
+  weights, and snapshots (weights.h5) would no longer load into the architecture from model.json."""
   tf_keras.mixed_precision.set_global_policy(config.model.dtype)
   renorm = None
   if config.model.get("renorm", False):
     renorm = {"rmax": config.model.renorm_rmax, "dmax": config.model.renorm_dmax,
               "momentum": config.model.renorm_momentum,
               "variables": (tf.Variable(1.0, trainable=False, name="renorm_rmax"),
+                            tf.Variable(1.0, trainable=False, name="renorm_rmin"),
                             tf.Variable(0.0, trainable=False, name="renorm_dmax"))}
   model = create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
                        config.model.bn_epsilon, config.model.zero_gamma, config.model.get("width_multipliers"),
                        renorm)
-  model.renorm_clipping_variables = renorm["variables"] if renorm else None
-  return model
+  return model, (renorm["variables"] if renorm else None)
 
 
 def _not_checkpoint_chatter(record) -> bool:
@@ -108,7 +111,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   plan = create_plan(config, info.split("train").records)
 
-  model = build_model(config, info.num_classes)
+  model, renorm_clipping = build_model(config, info.num_classes)
   # Horovod's wrapper is a new optimizer object (rebuilt from the config), so it is the one to build,
   # checkpoint and broadcast.
   optimizer = distributed.distributed_optimizer(create_optimizer(config, plan))
@@ -159,9 +162,9 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
       callbacks.EpochLog(plan, global_batch_size(config), os.path.join(workdir, "tensorboard") if chief else None),
       callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs),
   ]
-  if model.renorm_clipping_variables:
+  if renorm_clipping:
     ramp = [round(e * steps_per_epoch) for e in config.model.renorm_ramp_epochs]
-    run_callbacks.insert(0, callbacks.RenormRamp(*model.renorm_clipping_variables, config.model.renorm_rmax,
+    run_callbacks.insert(0, callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax,
                                                  config.model.renorm_dmax, *ramp))
   try:
     history = model.fit(train_data, epochs=-(-plan.total_steps // steps_per_epoch), steps_per_epoch=steps_per_epoch,

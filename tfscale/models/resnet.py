@@ -35,8 +35,11 @@ class RampedBatchRenormalization(layers.BatchNormalization):
     super().__init__(renorm=True, **kwargs)
     self.final_rmax, self.final_dmax = rmax, dmax
     if clipping_variables is not None:
-      rmax_var, dmax_var = clipping_variables
-      self.renorm_clipping = {"rmax": rmax_var, "rmin": 1.0 / rmax_var, "dmax": dmax_var}
+      rmax_var, rmin_var, dmax_var = clipping_variables
+      # Not tracked: the shared variables belong to the training run, not to the layer's weights (a tracked
+      # dict would add them to every BN's saved weights and snapshots would not load from model.json).
+      # (object.__setattr__: Keras's own __setattr__ would adopt any variable it sees as a layer weight.)
+      object.__setattr__(self, "renorm_clipping", {"rmax": rmax_var, "rmin": rmin_var, "dmax": dmax_var})
     else:
       self.renorm_clipping = {"rmax": rmax, "rmin": 1.0 / rmax, "dmax": dmax}
 
@@ -90,7 +93,7 @@ def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence
            renorm: Optional[dict] = None, name: str = "resnet") -> tf_keras.Model:
   """A ResNet v1.5 / Wide ResNet classifier returning float32 logits.
 
-  `renorm`: None, or {"rmax", "dmax", "momentum", "variables": (rmax_var, dmax_var)} for batch renorm.
+  `renorm`: None, or {"rmax", "dmax", "momentum", "variables": (rmax_var, rmin_var, dmax_var)} for batch renorm.
   """
   if block not in ("basic", "bottleneck"):
     raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
