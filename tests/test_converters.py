@@ -63,7 +63,7 @@ def test_imagenet1k_blacklist_and_one_based_labels(tmp_path):
 
 def test_imagenet22k_tars_folders_and_hashed_split(tmp_path):
   raw = tmp_path / "raw"
-  sizes = raw_trees.imagenet22k_tree(raw)
+  raw_trees.imagenet22k_tree(raw)
   flags = ("--train_shards=3", "--test_shards=2", "--test_fraction=0.25", "--min_images_per_class=1")
   manifest, _ = convert("imagenet22k", raw, tmp_path / "a", "--num_workers=1", *flags)
   assert [c["synset"] for c in manifest["classes"]] == ["n00000001", "n00000002", "n00000003", "n00000004"]

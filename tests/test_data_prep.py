@@ -2,10 +2,8 @@
 import io
 import json
 import os
-import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import read_with_tensorflow, run_module

@@ -52,23 +52,25 @@ def _decode_window(image_bytes, offset_y, offset_x, height, width, size):
   return tf.image.resize(image, [size, size], method="bilinear")
 
 
-def random_resized_crop(image_bytes, size, scale, ratio, seed):
-  """Inception-style crop: area fraction in `scale`, aspect ratio in `ratio`, decoded in place."""
-  shape = tf.io.extract_jpeg_shape(image_bytes)
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+def _sample_crop(shape, scale, ratio, seed):
+  """(begin, size) of an Inception-style window: area fraction in `scale`, aspect ratio in `ratio`."""
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
       shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
       min_object_covered=scale[0], aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
       use_image_if_no_bounding_boxes=True)
+  return begin, size
+
+
+def random_resized_crop(image_bytes, size, scale, ratio, seed):
+  """Inception-style crop, decoded in place: only the window's pixels are decoded."""
+  begin, crop_size = _sample_crop(tf.io.extract_jpeg_shape(image_bytes), scale, ratio, seed)
   return _decode_window(image_bytes, begin[0], begin[1], crop_size[0], crop_size[1], size)
 
 
 def naive_random_resized_crop(image_bytes, size, scale, ratio, seed):
   """The same crop distribution computed after decoding the whole image: the benchmark's baseline."""
   image = tf.io.decode_jpeg(image_bytes, channels=3)
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image), bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
-      min_object_covered=scale[0], aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
-      use_image_if_no_bounding_boxes=True)
+  begin, crop_size = _sample_crop(tf.shape(image), scale, ratio, seed)
   return tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bilinear")
 
 
