@@ -9,59 +9,27 @@ Expected (2-core machine, README has the measured run): every snapshot ≥ 95 % 
 validation digits, the Collapsed Ensemble at least as good as the best snapshot; training ≈ 3 minutes.
 The plan has the paper's shape, shrunk: warmup → poly-1 → collapse, then two re-warmup/collapse cycles.
 """
-import ml_collections
-from ml_collections.config_dict import placeholder
-
+from tfscale.config_base import base_config
 from tfscale.schedules import phase
 
 
 def get_config(variant: str = ""):
-  """variant 'tiny': the same recipe in 5 epochs, for tests (--config=configs/demo_digits.py:tiny)."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-
-  # Data section
-  config.data = ml_collections.ConfigDict()
+  """variant 'tiny': the same recipe in 5 epochs, for tests (--config=configs/demo_digits.py:tiny);
+  'large_batch': one warmup + poly-2 run at global batch 360 for the SGD-vs-LARS comparison."""
+  config = base_config()
   config.data.dir = "data/digits/tfrecords"
-  config.data.num_classes = placeholder(int)   # None: from the data's manifest (set it to insist on a value)
-  config.data.label_offset = placeholder(int)  # None: from the manifest (needed for shards that have none)
   config.data.image_size = 32
-  config.data.scale = (0.5, 1.0)          # random-resized-crop area fraction ('full' phases)
-  config.data.ratio = (3 / 4, 4 / 3)      # and aspect ratio
-  config.data.collapse_crop_fraction = 0.875  # 'collapse' phases: fixed-scale crop, no scale/aspect jitter
-  config.data.eval_crop_fraction = 0.875
+  config.data.scale = (0.5, 1.0)          # digits fill the frame: small crops lose the digit
   config.data.flip = False                # a mirrored 2 is not a 2
   config.data.shuffle_buffer = 2048
   config.data.interleave_files = 4
-  config.data.threads = 0                 # tf.data private thread pool (0: one per 16 cores of the rank)
-  config.data.map_parallelism = 0         # images decoded in parallel (0: the pool size)
-  config.data.prefetch_batches = 2
-  config.data.cache_in_memory = False     # keep this rank's serialized records in RAM after epoch 1
-  config.data.skip_corrupt = False        # True: skip corrupt records (logged) instead of failing
-  config.data.synthetic = False           # True: random tensors, no I/O (benchmarks the model alone)
 
-  # Model section
-  config.model = ml_collections.ConfigDict()
   config.model.name = "resnet_cifar8"
-  config.model.bn_momentum = 0.9
-  config.model.bn_epsilon = 1e-5
-  config.model.zero_gamma = True
-  config.model.width_multipliers = placeholder(tuple)  # per stage, e.g. (2, 2, 2): see models/resnet.py
-  config.model.renorm = False             # batch renormalization, clipping ramped open over renorm_ramp_epochs
-  config.model.renorm_rmax = 3.0
-  config.model.renorm_dmax = 5.0
-  config.model.renorm_momentum = 0.99
   config.model.renorm_ramp_epochs = (1.0, 10.0)
-  config.model.dtype = "float32"          # or "mixed_bfloat16"
 
-  # Optimizer section
-  config.optim = ml_collections.ConfigDict()
-  config.optim.name = "lars"              # "lars" or "sgd" (the same update with adaptation off)
-  config.optim.momentum = 0.9
+  config.optim.name = "lars"
   config.optim.lars_eta = 0.02
-  config.optim.label_smoothing = 0.0
 
-  # Plan section: learning rates per 256 images (scaled by global batch / 256 in one place).
   wd, collapse_wd = 5e-4, 1e-3
   config.plan = [
       phase("warmup", 2, "warmup", lr_start=0.0, lr_end=8.0, weight_decay=wd),
@@ -73,6 +41,10 @@ def get_config(variant: str = ""):
       phase("collapse3", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
             snapshot=True),
   ]
+  config.train.validate_every_epochs = 4
+  config.train.checkpoint_every_epochs = 2
+  config.train.keep_checkpoints = 2
+  config.eval.batch_size = 128
 
   if variant == "tiny":
     config.plan = [
@@ -82,23 +54,19 @@ def get_config(variant: str = ""):
         phase("collapse2", 2, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
               snapshot=True),
     ]
+    config.train.validate_every_epochs = 1
+    config.train.checkpoint_every_epochs = 1
+  elif variant == "large_batch":
+    # SGD vs LARS at a global batch of ≈ ¼ of the 1,438 training digits (2 ranks × 180 = 360, 3 steps per
+    # epoch): scripts/sgd_vs_lars.sh sweeps the LR of each under the same linear scaling rule.
+    config.train.batch_per_rank = 180
+    config.train.reference_global_batch = 360
+    config.plan = [
+        phase("warmup", 3, "warmup", lr_start=0.0, lr_end=1.0, weight_decay=wd),
+        phase("decay", 37, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
+    ]
+    config.train.validate_every_epochs = 10
+    config.train.checkpoint_every_epochs = 40
   elif variant:
-    raise ValueError(f"unknown variant {variant!r} (known: tiny)")
-
-  # Train section
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_per_rank = 32
-  config.train.intra_op_threads = 0       # 0: the cores available to each rank
-  config.train.inter_op_threads = 0
-  config.train.validate_every_epochs = 1 if variant == "tiny" else 4
-  config.train.checkpoint_every_epochs = 1 if variant == "tiny" else 2
-  config.train.keep_checkpoints = 2
-  config.train.deterministic = False
-
-  # Eval section
-  config.eval = ml_collections.ConfigDict()
-  config.eval.split = "validation"
-  config.eval.batch_size = 128
-  config.eval.crops = 1                   # 1 (center), 12 (2 scales × 4 corners + center + whole), 24 (+ mirrors)
-  config.eval.multicrop_shorter_sides = (256 / 224, 288 / 224)  # × image_size: the two multi-crop scales
+    raise ValueError(f"unknown variant {variant!r} (known: tiny, large_batch)")
   return config

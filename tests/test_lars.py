@@ -59,3 +59,74 @@ def test_config_round_trip_keeps_schedules():
   assert clone.eta == 0.01
   assert float(clone.current_weight_decay()) == pytest.approx(1e-4)
   assert float(clone.learning_rate) == pytest.approx(1.0)
+
+
+def test_state_checkpoints_and_restores_mid_run(tmp_path):
+  """3 steps, checkpoint, a fresh optimizer restored from it, 2 more steps == 5 uninterrupted steps."""
+  rng = np.random.default_rng(1)
+  init = rng.normal(size=(4, 4)).astype(np.float32)
+  grads = [rng.normal(size=(4, 4)).astype(np.float32) for _ in range(5)]
+  schedule = dict(learning_rate=StepTable([1.0, 0.8, 0.6, 0.4, 0.2]), weight_decay=StepTable([1e-3] * 5))
+
+  def run(steps, variable, optimizer, first=0):
+    for g in grads[first:first + steps]:
+      optimizer.apply_gradients([(tf.constant(g), variable)])
+
+  straight = tf.Variable(init, name="dense/kernel")
+  run(5, straight, LARS(**schedule))
+
+  resumed = tf.Variable(init, name="dense/kernel")
+  optimizer = LARS(**schedule)
+  run(3, resumed, optimizer)
+  path = tf.train.Checkpoint(variable=resumed, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+  restored_variable = tf.Variable(np.zeros_like(init), name="dense/kernel")
+  restored_optimizer = LARS(**schedule)
+  restored_optimizer.build([restored_variable])  # slots must exist for the restore to fill them
+  tf.train.Checkpoint(variable=restored_variable, optimizer=restored_optimizer).restore(path).assert_consumed()
+  assert int(restored_optimizer.iterations.numpy()) == 3
+  np.testing.assert_array_equal(restored_optimizer.velocities[0].numpy(), optimizer.velocities[0].numpy())
+  run(2, restored_variable, restored_optimizer, first=3)
+  np.testing.assert_allclose(restored_variable.numpy(), straight.numpy(), rtol=1e-6, atol=1e-7)
+
+
+HOROVOD_LARS_SCRIPT = r'''
+import sys
+import numpy as np
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {tests!r})
+import tfscale
+import tensorflow as tf
+from tfscale import distributed
+from tfscale.lars import LARS, StepTable
+from test_lars import numpy_lars
+rank, size = distributed.rank(), distributed.size()
+rng = np.random.default_rng(7)
+init = rng.normal(size=(3, 3, 2, 4))
+grads = rng.normal(size=(4, size, 3, 3, 2, 4))  # every rank draws all ranks' gradients, uses its own
+lrs, wds = [0.5, 1.0, 2.0, 1.0], [1e-4, 5e-4, 5e-4, 1e-3]
+kernel = tf.Variable(init, dtype=tf.float32, name="conv/kernel")
+optimizer = distributed.distributed_optimizer(
+    LARS(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001), always=True)
+w, v = init, np.zeros_like(init)
+for step in range(4):
+  optimizer.apply_gradients([(tf.constant(grads[step, rank], tf.float32), kernel)])
+  # Horovod averages the ranks' gradients before LARS sees them.
+  w, v = numpy_lars(w, v, grads[step].mean(axis=0), lrs[step], 0.9, wds[step], 0.001, 1e-9, True)
+np.testing.assert_allclose(kernel.numpy(), w, rtol=1e-6, atol=1e-6)
+print("rank", rank, "of", size, "matches")
+'''
+
+
+def test_under_horovod_distributed_optimizer_two_ranks(tmp_path):
+  """Two Gloo ranks with different gradients end where NumPy LARS on the averaged gradients ends."""
+  import os
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = tmp_path / "lars_hvd.py"
+  script.write_text(HOROVOD_LARS_SCRIPT.format(repo=repo, tests=os.path.join(repo, "tests")))
+  horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+  result = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert result.stdout.count("matches") == 2

@@ -52,3 +52,13 @@ def test_bad_plans_are_refused():
     schedules.compile_plan([phase("x", 1, "poly", lr_end=0.0)], 10, 256)
   with pytest.raises(ValueError, match="0 steps"):
     schedules.compile_plan([phase("x", 0.01, "warmup", lr_end=1.0)], 10, 256)
+
+
+def test_lr_scale_multiplies_every_learning_rate_and_nothing_else():
+  phases = [phase("w", 1, "warmup", lr_start=0.1, lr_end=1.0, weight_decay=1e-4),
+            phase("d", 2, "poly", lr_end=0.0, lr_power=2, weight_decay=1e-4, augment="collapse")]
+  plain = schedules.compile_plan(phases, 10, 512)
+  scaled = schedules.compile_plan(phases, 10, 512, lr_scale=3.0)
+  np.testing.assert_allclose(scaled.lr, 3.0 * plain.lr)
+  np.testing.assert_array_equal(scaled.weight_decay, plain.weight_decay)
+  np.testing.assert_array_equal(scaled.collapse, plain.collapse)

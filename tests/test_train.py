@@ -42,6 +42,32 @@ def test_unwritable_workdir_is_one_line(tmp_path, digits_shards):
   one_line_error(result, "not writable")
 
 
+def test_unknown_config_field_is_one_line(tmp_path):
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}", "--config.train.batch_per_rnak=8", check=False)
+  one_line_error(result, "unknown config field 'batch_per_rnak' in --config.train.batch_per_rnak=8")
+
+
+def test_empty_data_dir_is_one_line(tmp_path):
+  (tmp_path / "empty").mkdir()
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}/run", f"--config.data.dir={tmp_path}/empty",
+                      check=False)
+  one_line_error(result, f"{tmp_path}/empty")
+
+
+def test_num_classes_not_matching_the_data_is_one_line(tmp_path, digits_shards):
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}", f"--config.data.dir={digits_shards}",
+                      "--config.data.num_classes=1000", check=False)
+  one_line_error(result, "the data says num_classes=10, the config says 1000")
+
+
+def test_fewer_shards_than_ranks_without_the_fallback_is_one_line(tmp_path, digits_shards):
+  """8 training shards for the 16 ranks a launcher announced, record-level fallback switched off."""
+  env = dict(os.environ, OMPI_COMM_WORLD_SIZE="16")
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}", f"--config.data.dir={digits_shards}",
+                      "--config.data.record_sharding_fallback=False", check=False, env=env)
+  one_line_error(result, "8 train shard files for 16 ranks")
+
+
 def test_evaluate_without_a_run_is_one_line(tmp_path):
   one_line_error(run_module("tfscale.evaluate", f"--workdir={tmp_path}", check=False), "snapshots")
 

@@ -10,6 +10,9 @@ r"""Benchmarks, each side by side with its baseline in the same invocation (resu
       images/s and achieved GFLOP/s of tfscale's full training step (its model, LARS, the Horovod wrapper
       with one rank) on synthetic input, beside a bare tf_keras.applications.ResNet50 `fit` and the
       matrix-multiply ceiling measured in the same run.
+  python -m tfscale.bench knobs [--knobs=…] [--models=resnet50 --batches=32 --dtypes=float32 --rounds=2]
+      tfscale's training step under each CPU knob (threads, XLA, oneDNN fpmath/off, optimizer, Horovod
+      wrapper) against the default, each setting in its own child process, rounds alternating.
 """
 import os
 import statistics
@@ -35,6 +38,24 @@ flags.DEFINE_list("models", ["resnet50", "wrn50_2"], "tfscale models for `model`
 flags.DEFINE_list("batches", ["32", "64"], "Batch sizes for `model`.")
 flags.DEFINE_integer("num_classes", 1000, "Classifier width for `model` (21841 for the ImageNet-22K head).")
 flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline (0: its pool size).")
+flags.DEFINE_bool("bare", True, "`model`: also time the bare tf_keras ResNet50 (off in `knobs` children).")
+flags.DEFINE_enum("optimizer", "lars", ["lars", "sgd"], "`model`: tfscale's LARS or tf_keras momentum SGD.")
+flags.DEFINE_bool("horovod_wrapper", True, "`model`: wrap the optimizer in hvd.DistributedOptimizer (1 rank).")
+flags.DEFINE_bool("jit_compile", False, "`model`: compile the training step with XLA.")
+flags.DEFINE_integer("intra_op_threads", 0, "`model`: TF intra-op threads (0: tfscale's default, the cores).")
+flags.DEFINE_integer("inter_op_threads", 0, "`model`: TF inter-op threads (0: tfscale's default).")
+# CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
+KNOBS = {
+    "default": ("tfscale's defaults (intra-op = cores, inter-op 1, LARS, Horovod wrapper)", [], {}),
+    "intra1": ("intra-op threads 1", ["--intra_op_threads=1"], {}),
+    "inter2": ("inter-op threads 2", ["--inter_op_threads=2"], {}),
+    "xla": ("XLA: model.compile(jit_compile=True)", ["--jit_compile"], {}),
+    "fpmath-bf16": ("ONEDNN_DEFAULT_FPMATH_MODE=BF16", [], {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"}),
+    "onednn-off": ("TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels)", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+    "sgd": ("tf_keras momentum SGD instead of LARS", ["--optimizer=sgd"], {}),
+    "no-wrapper": ("no hvd.DistributedOptimizer wrapper", ["--nohorovod_wrapper"], {}),
+}
+flags.DEFINE_list("knobs", list(KNOBS), "`knobs`: settings to compare, each against 'default' (names of KNOBS).")
 flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfscale's default, 1 per 16 cores; "
                      "`pipeline` measures peak throughput, so give it the cores: --threads=2).")
 
@@ -130,12 +151,18 @@ def bench_steal():
               f"{cpu:.2f} CPU-s/step", file=sys.stderr)
     synthetic = statistics.median(seconds["synthetic (baseline)"])
     real = statistics.median(seconds["real shards"])
-    table.append((dtype, FLAGS.steal_batch / synthetic, FLAGS.steal_batch / real, synthetic / real))
+    # Each round's two runs are adjacent in time, so their ratio cancels the slow drift of a shared machine
+    # that the ratio of medians still carries.
+    paired = [s / r for s, r in zip(seconds["synthetic (baseline)"], seconds["real shards"])]
+    table.append((dtype, FLAGS.steal_batch / synthetic, FLAGS.steal_batch / real, synthetic / real,
+                  statistics.median(paired), paired))
   print(f"\nResNet-50 training step (LARS), batch {FLAGS.steal_batch}, 224², median of {FLAGS.rounds} rounds × "
         f"{FLAGS.steps} steps, {os.cpu_count()} cores\n")
-  print("| dtype | synthetic images/s | real-shard images/s | real ÷ synthetic |\n|---|---:|---:|---:|")
-  for dtype, syn, real, ratio in table:
-    print(f"| {dtype} | {syn:.2f} | {real:.2f} | {ratio:.3f} |")
+  print("| dtype | synthetic images/s | real-shard images/s | ratio of medians | median of per-round ratios "
+        "| per-round real ÷ synthetic |\n|---|---:|---:|---:|---:|---|")
+  for dtype, syn, real, ratio, paired_median, paired in table:
+    print(f"| {dtype} | {syn:.2f} | {real:.2f} | {ratio:.3f} | {paired_median:.3f} | "
+          f"{' '.join(f'{p:.2f}' for p in paired)} |")
 
 
 def forward_flops(model) -> int:
@@ -172,13 +199,39 @@ def _timed_fit(model, dataset, steps) -> float:
   return (clock.ends[-1] - clock.ends[0]) / steps
 
 
-def bench_model():
-  import tensorflow as tf
+def _time_tfscale_models(dtype, batch, bare_rate, ceilings) -> list:
+  """Table rows of tfscale's models trained on synthetic input with the flags' optimizer and compile knobs."""
   from tfscale import distributed, input_pipeline
   from tfscale.lars import LARS, StepTable
   from tfscale.models import create_model
+  rows = []
+  for name in FLAGS.models:
+    tf_keras.backend.clear_session()
+    tf_keras.mixed_precision.set_global_policy(dtype)
+    model = create_model(name, FLAGS.num_classes, 224)
+    if FLAGS.optimizer == "lars":
+      optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
+    else:
+      optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
+    if FLAGS.horovod_wrapper:
+      optimizer = distributed.distributed_optimizer(optimizer, always=True)
+    model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=FLAGS.jit_compile)
+    seconds = _timed_fit(model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes), FLAGS.steps)
+    rate = batch / seconds
+    gflops = 3 * forward_flops(model) * rate / 1e9
+    rows.append((name, dtype, batch, rate, gflops, gflops / ceilings[dtype], rate / bare_rate if name == "resnet50"
+                 else None, bare_rate))
+    print(f"{dtype} batch {batch}: {name}: {rate:.2f} images/s, {gflops:.0f} GFLOP/s", file=sys.stderr)
+  return rows
+
+
+def bench_model():
+  import tensorflow as tf
+  from tfscale import distributed
 
   distributed.init()
+  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
   rows = []
   ceilings = {"float32": gemm_ceiling(tf.float32), "mixed_bfloat16": gemm_ceiling(tf.bfloat16)}
   print(f"GEMM ceiling: fp32 {ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s",
@@ -187,6 +240,10 @@ def bench_model():
     for batch in map(int, FLAGS.batches):
       tf_keras.backend.clear_session()
       tf_keras.mixed_precision.set_global_policy(dtype)
+      if not FLAGS.bare:
+        bare_rate = float("nan")
+        rows.extend(_time_tfscale_models(dtype, batch, bare_rate, ceilings))
+        continue
       bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.num_classes)
       bare.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
                    loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=False))
@@ -196,19 +253,7 @@ def bench_model():
       bare_seconds = _timed_fit(bare, bare_data, FLAGS.steps)
       bare_rate = batch / bare_seconds
       print(f"{dtype} batch {batch}: bare tf_keras ResNet50: {bare_rate:.2f} images/s", file=sys.stderr)
-      for name in FLAGS.models:
-        tf_keras.backend.clear_session()
-        tf_keras.mixed_precision.set_global_policy(dtype)
-        model = create_model(name, FLAGS.num_classes, 224)
-        optimizer = distributed.distributed_optimizer(
-            LARS(StepTable([0.1]), weight_decay=StepTable([5e-5])), always=True)
-        model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        seconds = _timed_fit(model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes), FLAGS.steps)
-        rate = batch / seconds
-        gflops = 3 * forward_flops(model) * rate / 1e9
-        rows.append((name, dtype, batch, rate, gflops, gflops / ceilings[dtype], rate / bare_rate if name == "resnet50"
-                     else None, bare_rate))
-        print(f"{dtype} batch {batch}: {name}: {rate:.2f} images/s, {gflops:.0f} GFLOP/s", file=sys.stderr)
+      rows.extend(_time_tfscale_models(dtype, batch, bare_rate, ceilings))
   print(f"\nsynthetic 224² uint8 input, {FLAGS.num_classes} classes, {FLAGS.steps} timed steps after one, "
         f"{os.cpu_count()} cores; GEMM ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} "
         "GFLOP/s (2048² matmul, same run); GFLOP/s = 3 × forward FLOPs × images/s\n")
@@ -221,8 +266,52 @@ def bench_model():
   print(f"\npeak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
+def bench_knobs():
+  """Each knob's tfscale training step against the default, in child processes (some knobs are environment
+  variables read once at TensorFlow start-up), rounds alternating the order."""
+  unknown = sorted(set(FLAGS.knobs) - set(KNOBS))
+  if unknown:
+    raise app.UsageError(f"unknown knobs {unknown}; known: {sorted(KNOBS)}")
+  knobs = ["default"] + [k for k in FLAGS.knobs if k != "default"]
+  common = [f"--models={','.join(FLAGS.models)}", f"--batches={','.join(FLAGS.batches)}",
+            f"--dtypes={','.join(FLAGS.dtypes)}", f"--steps={FLAGS.steps}", f"--num_classes={FLAGS.num_classes}",
+            "--nobare"]
+  rates = {knob: [] for knob in knobs}
+  for round_ in range(FLAGS.rounds):
+    for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
+      _, argv, env = KNOBS[knob]
+      child = subprocess.run([sys.executable, "-m", "tfscale.bench", "model", *common, *argv],
+                             env={**os.environ, **env}, capture_output=True, text=True)
+      rows = [line for line in child.stdout.splitlines() if line.startswith("| ") and "images/s" not in line
+              and not line.startswith("| model")]
+      if child.returncode != 0 or not rows:
+        print(f"round {round_ + 1}: {knob}: failed\n{child.stderr[-1500:]}", file=sys.stderr)
+        rates[knob].append({})
+        continue
+      # | model | dtype | batch | images/s | ... → {(model, dtype, batch): images/s}
+      cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+      rates[knob].append({(c[0], c[1], c[2]): float(c[3]) for c in cells})
+      print(f"round {round_ + 1}: {knob}: " + ", ".join(f"{'/'.join(k)} {v:.2f}" for k, v in rates[knob][-1].items()),
+            file=sys.stderr)
+  keys = sorted({k for runs in rates["default"] for k in runs})
+  print(f"\nimages/s of tfscale's training step (synthetic input), median of {FLAGS.rounds} rounds of child processes; "
+        f"× default = median of per-round ratios\n")
+  print("| knob | " + " | ".join(f"{m} {d} b{b}" for m, d, b in keys) + " |\n|---|" + "---:|" * len(keys))
+  for knob in knobs:
+    cells = []
+    for key in keys:
+      pairs = [(run.get(key), base.get(key)) for run, base in zip(rates[knob], rates["default"])]
+      pairs = [(a, b) for a, b in pairs if a and b]
+      if not pairs:
+        cells.append("failed")
+        continue
+      rate = statistics.median(a for a, _ in pairs)
+      cells.append(f"{rate:.2f}" if knob == "default" else f"{rate:.2f} ({statistics.median(a / b for a, b in pairs):.3f}×)")
+    print(f"| {KNOBS[knob][0]} | " + " | ".join(cells) + " |")
+
+
 def main(argv):
-  commands = {"pipeline": bench_pipeline, "steal": bench_steal, "model": bench_model}
+  commands = {"pipeline": bench_pipeline, "steal": bench_steal, "model": bench_model, "knobs": bench_knobs}
   if len(argv) != 2 or argv[1] not in commands:
     raise app.UsageError(f"usage: python -m tfscale.bench {{{'|'.join(commands)}}} [flags]")
   commands[argv[1]]()

@@ -72,6 +72,23 @@ def files_for_rank(files: List[str], rank: int, num_ranks: int):
   return list(files), True
 
 
+def world_size_from_environment() -> int:
+  """The rank count a launcher announced (horovodrun, mpirun, srun), before Horovod is even imported."""
+  for name in ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"):
+    if os.environ.get(name, "").isdigit():
+      return int(os.environ[name])
+  return 1
+
+
+def check_rank_sharding(info: "DatasetInfo", split: str, num_ranks: int, record_sharding_fallback: bool):
+  """Fewer shard files than ranks is an error unless the config allows record-level sharding (slower:
+  every rank reads every file)."""
+  files = info.split(split).files
+  if len(files) < num_ranks and not record_sharding_fallback:
+    raise DataError(f"{info.data_dir}: {len(files)} {split} shard files for {num_ranks} ranks; reshard with "
+                    f"data_prep (--train_shards >= {num_ranks}) or set --config.data.record_sharding_fallback=True")
+
+
 def _resolve(data_dir, what, found, configured):
   """The manifest's value unless the config sets a different one, which is an error."""
   if configured is not None and found is not None and configured != found:

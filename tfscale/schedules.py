@@ -3,7 +3,9 @@
 A phase plan is an ordered list of phases (plain dicts, written in the config with `phase(...)`):
 
   name, epochs, lr_shape ('warmup' | 'poly' | 'constant' | 'cosine' | 'step'), lr_start, lr_end, lr_power,
-  weight_decay, augment ('full' | 'collapse'), snapshot (bool)
+  lr_horizon_epochs (poly only: the curve's length, ≥ epochs; a longer horizon truncates the curve the way
+  Caffe's `poly` with max_iter past the stopping point does), weight_decay, augment ('full' | 'collapse'),
+  snapshot (bool)
 
 Learning rates are written per 256 images; `compile_plan` multiplies them by global_batch / 256 (the
 linear scaling rule) — the only place that scaling happens. `lr_start=None` continues from wherever the
@@ -22,17 +24,56 @@ AUGMENT_MODES = ("full", "collapse")
 
 def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Optional[float] = None,
           lr_power: float = 1.0, weight_decay: float = 0.0, augment: str = "full", snapshot: bool = False,
-          lr_decay_epochs: Sequence[float] = (), lr_gamma: float = 0.1) -> dict:
-  """One phase of the plan, validated. For 'warmup' lr_end is the peak; for 'poly' it is where it ends."""
+          lr_decay_epochs: Sequence[float] = (), lr_gamma: float = 0.1,
+          lr_horizon_epochs: Optional[float] = None) -> dict:
+  """One phase of the plan, validated. For 'warmup' lr_end is the peak; for 'poly' it is the value the curve
+  reaches at its horizon (the phase end unless lr_horizon_epochs is longer)."""
   if lr_shape not in SHAPES:
     raise ValueError(f"phase {name!r}: lr_shape {lr_shape!r} is not one of {SHAPES}")
   if augment not in AUGMENT_MODES:
     raise ValueError(f"phase {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
   if epochs <= 0:
     raise ValueError(f"phase {name!r}: epochs must be positive, got {epochs}")
+  if lr_horizon_epochs is not None and (lr_shape != "poly" or lr_horizon_epochs < epochs):
+    raise ValueError(f"phase {name!r}: lr_horizon_epochs is for 'poly' phases and must be >= epochs "
+                     f"({lr_horizon_epochs} with {epochs} epochs of {lr_shape!r})")
   return dict(name=name, epochs=float(epochs), lr_shape=lr_shape, lr_start=lr_start, lr_end=float(lr_end),
               lr_power=float(lr_power), weight_decay=float(weight_decay), augment=augment,
-              snapshot=bool(snapshot), lr_decay_epochs=list(lr_decay_epochs), lr_gamma=float(lr_gamma))
+              snapshot=bool(snapshot), lr_decay_epochs=list(lr_decay_epochs), lr_gamma=float(lr_gamma),
+              lr_horizon_epochs=None if lr_horizon_epochs is None else float(lr_horizon_epochs))
+
+
+def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epochs: float, decay_epochs: float,
+                    decay_horizon_epochs: Optional[float] = None, cycles: int, cycle_epochs: float,
+                    cycle_horizon_epochs: Optional[float] = None, rewarmup_epochs: float,
+                    rewarmup_fraction: float, final_collapse_epochs: float, weight_decay: float,
+                    collapse_weight_decay: float, decay_power: float = 1.0, cycle_power: float = 2.0) -> List[dict]:
+  """The Collapsed-Ensemble recipe in its general form (LRs per 256 images):
+
+    warmup → poly-`decay_power` decay → cycle 1 (poly-`cycle_power`, snapshot)
+    → (re-warmup → cycle k, snapshot) for k = 2…cycles → final collapse (augmentation off, weight decay
+    raised, poly-2 to 0, snapshot).
+
+  Each re-warmup climbs from where the previous cycle stopped to `rewarmup_fraction` × that cycle's
+  starting LR; each cycle decays over its horizon (2 × its length in the seed: it stops at a quarter of
+  its start) and the final collapse starts where the last cycle stopped.
+  """
+  if cycles < 1:
+    raise ValueError(f"cycles must be >= 1, got {cycles}")
+  plan = [phase("warmup", warmup_epochs, "warmup", lr_start=warmup_start_lr, lr_end=peak_lr,
+                weight_decay=weight_decay),
+          phase("decay", decay_epochs, "poly", lr_end=0.0, lr_power=decay_power,
+                lr_horizon_epochs=decay_horizon_epochs, weight_decay=weight_decay)]
+  cycle_start = float(poly_lr(decay_epochs, decay_horizon_epochs or decay_epochs, peak_lr, 0.0, decay_power))
+  for k in range(1, cycles + 1):
+    if k > 1:
+      cycle_start *= rewarmup_fraction
+      plan.append(phase(f"rewarmup{k}", rewarmup_epochs, "warmup", lr_end=cycle_start, weight_decay=weight_decay))
+    plan.append(phase(f"cycle{k}", cycle_epochs, "poly", lr_end=0.0, lr_power=cycle_power,
+                      lr_horizon_epochs=cycle_horizon_epochs, weight_decay=weight_decay, snapshot=True))
+  plan.append(phase("collapse", final_collapse_epochs, "poly", lr_end=0.0, lr_power=2.0,
+                    weight_decay=collapse_weight_decay, augment="collapse", snapshot=True))
+  return plan
 
 
 # --- Closed forms. t is the step within the phase (0 … n-1); each returns the LR at step t.
@@ -81,13 +122,16 @@ class CompiledPlan:
     return [(p["name"], int(self.boundaries[i + 1])) for i, p in enumerate(self.phases) if p["snapshot"]]
 
 
-def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int) -> CompiledPlan:
-  """Step tables for LR (scaled by global_batch/256), weight decay and augmentation mode."""
+def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int,
+                 lr_scale: float = 1.0) -> CompiledPlan:
+  """Step tables for LR (scaled by global_batch/256 and lr_scale), weight decay and augmentation mode.
+
+  lr_scale multiplies every learning rate of the plan: one knob for LR sweeps of a whole recipe."""
   if not phases:
     raise ValueError("the plan has no phases")
   if steps_per_epoch < 1:
     raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-  scale = global_batch / 256.0
+  scale = global_batch / 256.0 * lr_scale
   # Boundaries from cumulative epochs, so fractional phases never drift by rounding.
   ends = np.round(np.cumsum([p["epochs"] for p in phases]) * steps_per_epoch).astype(np.int64)
   boundaries = np.concatenate([[0], ends])
@@ -109,8 +153,9 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
       values = warmup_lr(t, n, start, end, p["lr_power"])
       last = end
     elif shape == "poly":
-      values = poly_lr(t, n, start, end, p["lr_power"])
-      last = end
+      horizon = n if p.get("lr_horizon_epochs") is None else round(p["lr_horizon_epochs"] * steps_per_epoch)
+      values = poly_lr(t, horizon, start, end, p["lr_power"])
+      last = float(poly_lr(n, horizon, start, end, p["lr_power"]))  # where the curve is when the phase stops
     elif shape == "cosine":
       values = cosine_lr(t, n, start, end)
       last = end

@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import tfscale  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow can be imported)
-from tfscale import datasets
+from tfscale import config_base, datasets
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Recipe file, e.g. configs/demo_digits.py.", lock_config=True)
@@ -40,7 +40,9 @@ def preflight(config, workdir):
     raise datasets.DataError("--config is required, e.g. --config=configs/demo_digits.py")
   if not workdir:
     raise datasets.DataError("--workdir is required")
-  datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
+  info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
+  datasets.check_rank_sharding(info, "train", datasets.world_size_from_environment(),
+                               config.data.record_sharding_fallback)
   check_workdir(workdir)
 
 
@@ -59,7 +61,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  app.run(main, flags_parser=config_base.flags_parser("tfscale.train"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfscale import callbacks, datasets, distributed, input_pipeline, metrics, schedules
+from tfscale import callbacks, datasets, distributed, input_pipeline, metrics, plots, schedules
 from tfscale.lars import LARS, StepTable
 from tfscale.models import create_model
 
@@ -35,7 +35,8 @@ def create_plan(config, train_records: int) -> schedules.CompiledPlan:
   if steps_per_epoch < 1:
     raise datasets.DataError(f"{train_records} training images is less than one global batch of "
                              f"{global_batch_size(config)}")
-  return schedules.compile_plan(list(config.plan), steps_per_epoch, global_batch_size(config))
+  return schedules.compile_plan(list(config.plan), steps_per_epoch, global_batch_size(config),
+                                config.optim.get("lr_scale", 1.0))
 
 
 def create_optimizer(config, plan: schedules.CompiledPlan):
@@ -109,6 +110,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   intra, inter = setup_runtime(config)
   chief = distributed.is_chief()
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
+  datasets.check_rank_sharding(info, "train", distributed.size(), config.data.get("record_sharding_fallback", True))
   plan = create_plan(config, info.split("train").records)
 
   model, renorm_clipping = build_model(config, info.num_classes)
@@ -139,7 +141,13 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
                  "%d steps/epoch; threads intra %d inter %d per rank",
                  info.data_dir, info.num_classes, info.split("train").records, distributed.size(),
                  config.train.batch_per_rank, global_batch_size(config), plan.steps_per_epoch, intra, inter)
+    reference = config.train.get("reference_global_batch")
+    if reference and reference != global_batch_size(config):
+      logging.warning("the recipe was published at global batch %d; this run's is %d, so its learning rates are "
+                      "scaled by %d/256 (linear rule) and the accuracy it targets may not be reached",
+                      reference, global_batch_size(config), global_batch_size(config))
     logging.info("phase plan:\n%s", schedules.plan_table(plan))
+    plots.plot_plan(plan, os.path.join(workdir, "plan.png"))
     if start_step:
       logging.info("resuming from %s at step %d", manager.latest_checkpoint, start_step)
 

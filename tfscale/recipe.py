@@ -1,0 +1,68 @@
+r"""Print and plot a recipe's phase plan at a world size, without data, TensorFlow or a cluster.
+
+  python -m tfscale.recipe --config=configs/resnet50_i1k_ce72.py                  # at its published batch
+  python -m tfscale.recipe --config=configs/resnet50_i1k_ce72.py --global_batch=1024 --out=/tmp/plan.png
+
+Training prints the same table and writes the same picture (workdir/plan.png) at start-up; this shows
+them before a job is queued. The training-set size comes from --train_images, else the config's data
+directory (manifest.json), else the dataset's published size for the config's class count.
+"""
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tfscale import config_base, datasets, plots, schedules
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Recipe file, e.g. configs/resnet50_i1k_ce72.py.", lock_config=True)
+flags.DEFINE_integer("global_batch", 0, "Global batch (default: the recipe's train.reference_global_batch).")
+flags.DEFINE_integer("train_images", 0, "Training-set size (default: manifest, else the published size).")
+flags.DEFINE_string("out", "plan.png", "Where the plan's picture goes.")
+
+# Training images of the datasets the recipes target, by class count.
+PUBLISHED_TRAIN_IMAGES = {
+    1000: 1_281_167,     # ILSVRC2012
+    365: 1_803_460,      # Places365-Standard
+    21841: 11_207_728,   # fall11_whole (14,197,122) minus data_prep.imagenet22k's default 2/9.5 held out
+}
+
+
+def train_images(config) -> int:
+  if FLAGS.train_images:
+    return FLAGS.train_images
+  if config.data.dir and os.path.exists(os.path.join(config.data.dir, "manifest.json")):
+    return datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes).split("train").records
+  if config.data.num_classes in PUBLISHED_TRAIN_IMAGES:
+    return PUBLISHED_TRAIN_IMAGES[config.data.num_classes]
+  raise datasets.DataError(f"no manifest at {config.data.dir!r} and no published size for "
+                           f"{config.data.num_classes} classes: pass --train_images")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = FLAGS.config
+  try:
+    if config is None:
+      raise datasets.DataError("--config is required")
+    global_batch = FLAGS.global_batch or config.train.get("reference_global_batch") or config.train.batch_per_rank
+    images = train_images(config)
+    plan = schedules.compile_plan(list(config.plan), images // global_batch, global_batch,
+                                  config.optim.get("lr_scale", 1.0))
+  except (datasets.DataError, ValueError) as e:
+    sys.exit(f"tfscale.recipe: error: {e}")
+  print(f"{images:,} training images, global batch {global_batch:,}: {plan.steps_per_epoch:,} steps/epoch, "
+        f"{plan.total_steps:,} steps, {plan.total_steps / plan.steps_per_epoch:g} epochs\n")
+  print(schedules.plan_table(plan))
+  plots.plot_plan(plan, FLAGS.out)
+  print(f"\nplot: {FLAGS.out}")
+
+
+def run():
+  app.run(main, flags_parser=config_base.flags_parser("tfscale.recipe"))
+
+
+if __name__ == "__main__":
+  run()
