@@ -109,7 +109,12 @@ optimizer = distributed.distributed_optimizer(
     LARS(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001), always=True)
 w, v = init, np.zeros_like(init)
 for step in range(4):
-  optimizer.apply_gradients([(tf.constant(grads[step, rank], tf.float32), kernel)])
+  # The wrapper averages inside minimize() (Keras's training step); a loss linear in the kernel makes
+  # this rank's gradient exactly grads[step, rank].
+  g = tf.constant(grads[step, rank], tf.float32)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(kernel * g)
+  optimizer.minimize(loss, [kernel], tape=tape)
   # Horovod averages the ranks' gradients before LARS sees them.
   w, v = numpy_lars(w, v, grads[step].mean(axis=0), lrs[step], 0.9, wds[step], 0.001, 1e-9, True)
 np.testing.assert_allclose(kernel.numpy(), w, rtol=1e-6, atol=1e-6)

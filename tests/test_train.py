@@ -99,6 +99,28 @@ def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
   assert (workdir / "eval.md").read_text().count("|") > 10
 
 
+def test_blacklist_split_reports_both_imagenet_protocols(single_rank_run, digits_raw, tmp_path):
+  """Converted with a blacklist, the same 359 images give the ILSVRC2012 protocol (all of them, which
+  must equal the plain evaluation exactly) and the ILSVRC2014 one (the 319 not blacklisted)."""
+  plain = json.loads((single_rank_run / "eval.json").read_text())
+  blacklist = tmp_path / "blacklist.txt"
+  blacklist.write_text("\n".join(str(i) for i in range(1, 360, 9)) + "\n")  # 40 of the 359 ids
+  shards = tmp_path / "shards"
+  run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={shards}", "--train_shards=2",
+             "--val_shards=2", f"--val_blacklist={blacklist}", "--num_workers=2")
+  result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--data_dir={shards}")
+  assert "ILSVRC2014 protocol (blacklisted images removed): 319 images" in result.stdout
+  assert "ILSVRC2012 protocol (validation + validation_blacklisted): 359 images" in result.stdout
+  both = json.loads((single_rank_run / "eval.json").read_text())
+  assert both["count"] == 319 and both["with_extra"]["count"] == 359
+  for ours, reference in zip(both["with_extra"]["members"] + [both["with_extra"]["ensemble"]],
+                             plain["members"] + [plain["ensemble"]]):
+    assert ours["top1"] == pytest.approx(reference["top1"], abs=1e-12)
+    assert ours["top5"] == pytest.approx(reference["top5"], abs=1e-12)
+  assert (single_rank_run / "eval.png").exists()
+  run_module("tfscale.evaluate", f"--workdir={single_rank_run}")  # leave the plain result for later tests
+
+
 def test_rerun_of_a_finished_run_resumes_and_does_nothing(single_rank_run, digits_shards):
   before = json.loads((single_rank_run / "snapshots.json").read_text())
   run_module("tfscale.train", TINY, f"--workdir={single_rank_run}", f"--config.data.dir={digits_shards}")

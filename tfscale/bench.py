@@ -46,10 +46,12 @@ flags.DEFINE_integer("intra_op_threads", 0, "`model`: TF intra-op threads (0: tf
 flags.DEFINE_integer("inter_op_threads", 0, "`model`: TF inter-op threads (0: tfscale's default).")
 # CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
 KNOBS = {
-    "default": ("tfscale's defaults (intra-op = cores, inter-op 1, LARS, Horovod wrapper)", [], {}),
+    "default": ("tfscale's defaults (intra-op = cores, inter-op 2, LARS, Horovod wrapper)", [], {}),
     "intra1": ("intra-op threads 1", ["--intra_op_threads=1"], {}),
-    "inter2": ("inter-op threads 2", ["--inter_op_threads=2"], {}),
+    "inter1": ("inter-op threads 1", ["--inter_op_threads=1"], {}),
     "xla": ("XLA: model.compile(jit_compile=True)", ["--jit_compile"], {}),
+    "xla-no-wrapper": ("XLA without the Horovod wrapper (its allreduce has no XLA kernel)",
+                       ["--jit_compile", "--nohorovod_wrapper"], {}),
     "fpmath-bf16": ("ONEDNN_DEFAULT_FPMATH_MODE=BF16", [], {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"}),
     "onednn-off": ("TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels)", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "sgd": ("tf_keras momentum SGD instead of LARS", ["--optimizer=sgd"], {}),

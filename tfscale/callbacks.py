@@ -13,9 +13,25 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfscale import distributed
+from tfscale import distributed, plots
 
 SNAPSHOTS_FILE = "snapshots.json"
+METRICS_FILE = "metrics.jsonl"   # one JSON object per epoch, appended by rank 0
+
+
+def read_metrics(workdir: str) -> list:
+  """Epoch rows of metrics.jsonl; a resumed run re-trains epochs after its checkpoint, so the last row of
+  each epoch wins."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  rows = {}
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        row = json.loads(line)
+        rows[row["epoch"]] = row
+  return [rows[e] for e in sorted(rows)]
 
 
 def _step(model) -> int:
@@ -112,28 +128,48 @@ class PeriodicValidation(tf_keras.callbacks.Callback):
 
 class StepTimer(tf_keras.callbacks.Callback):
   """Adds `train_seconds`: the epoch's time inside training steps (input waits included; validation,
-  snapshots and checkpoints excluded). First in the callback list, so its clock brackets the step alone."""
+  snapshots and checkpoints excluded), and `epoch_seconds` (wall clock, everything included). First in the
+  callback list, so its clock brackets the step alone. `rank_seconds` keeps every rank's train_seconds."""
 
   def on_epoch_begin(self, epoch, logs=None):
-    self.seconds = 0.0
+    self.seconds, self.epoch_start = 0.0, time.perf_counter()
 
   def on_train_batch_begin(self, batch, logs=None):
     self.batch_start = time.perf_counter()
 
   def on_train_batch_end(self, batch, logs=None):
-    self.seconds += time.perf_counter() - self.batch_start
+    self.last_step_seconds = time.perf_counter() - self.batch_start
+    self.seconds += self.last_step_seconds
 
   def on_epoch_end(self, epoch, logs=None):
     logs["train_seconds"] = self.seconds
+    self.rank_seconds = distributed.allgather_floats(self.seconds)  # before MetricAverage replaces it
+
+
+class ProgressBar(tf_keras.callbacks.Callback):
+  """Rank 0's progress bar over each epoch's steps, with loss and the global images/s of the last step
+  (only on a terminal: in batch-job logs the epoch lines say the same once per epoch)."""
+
+  def __init__(self, timer: StepTimer, global_batch: int, steps_per_epoch: int):
+    super().__init__()
+    self.timer, self.global_batch, self.steps_per_epoch = timer, global_batch, steps_per_epoch
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.bar = tf_keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s"], unit_name="step")
+
+  def on_train_batch_end(self, batch, logs=None):
+    rate = self.global_batch / max(self.timer.last_step_seconds, 1e-9)
+    self.bar.update(batch + 1, [("loss", float(logs.get("loss", np.nan))), ("images/s", rate)])
 
 
 class EpochLog(tf_keras.callbacks.Callback):
-  """Adds lr, weight decay and global images/s to the logs; rank 0 prints a line and writes TensorBoard."""
+  """Adds lr, weight decay and global images/s to the logs; rank 0 prints a line, writes TensorBoard
+  (with every rank's images/s), appends the epoch to metrics.jsonl and redraws training.png."""
 
-  def __init__(self, plan, global_batch: int, tensorboard_dir=None):
+  def __init__(self, plan, batch_per_rank: int, timer: StepTimer, workdir: str):
     super().__init__()
-    self.plan, self.global_batch = plan, global_batch
-    self.writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
+    self.plan, self.batch_per_rank, self.timer, self.workdir = plan, batch_per_rank, timer, workdir
+    self.writer = None  # created by whichever process is rank 0 (after an elastic reset it may change)
 
   def on_epoch_begin(self, epoch, logs=None):
     self.start_step = _step(self.model)
@@ -145,18 +181,30 @@ class EpochLog(tf_keras.callbacks.Callback):
     logs["lr"] = float(self.plan.lr[last])
     logs["weight_decay"] = float(self.plan.weight_decay[last])
     # train_seconds is already the mean over ranks (MetricAverage), so this is one global number.
-    logs["images_per_second"] = (step - self.start_step) * self.global_batch / max(logs["train_seconds"], 1e-9)
+    steps = step - self.start_step
+    logs["images_per_second"] = steps * self.batch_per_rank * distributed.size() / max(logs["train_seconds"], 1e-9)
+    # Wall time of the epoch including validation and snapshots; averaged, like every logged number.
+    logs["epoch_seconds"] = float(distributed.allreduce_mean(time.perf_counter() - self.timer.epoch_start))
+    rank_rates = steps * self.batch_per_rank / np.maximum(self.timer.rank_seconds, 1e-9)
     if not distributed.is_chief():
       return
+    if self.writer is None:
+      self.writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard"))
     shown = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "top1", "top5", "val_top1", "val_top5") if k in logs)
     logging.info("epoch %d/%d [%s] step %d  %s  lr %.4g wd %.2g  %.0f images/s", epoch + 1,
                  -(-self.plan.total_steps // self.plan.steps_per_epoch), phase, step, shown, logs["lr"],
                  logs["weight_decay"], logs["images_per_second"])
-    if self.writer:
-      with self.writer.as_default(step=step):
-        for key, value in logs.items():
-          tf.summary.scalar(key, value)
-      self.writer.flush()
+    with self.writer.as_default(step=step):
+      for key, value in logs.items():
+        tf.summary.scalar(key, value)
+      for rank, rate in enumerate(rank_rates):
+        tf.summary.scalar(f"images_per_second_rank/{rank}", rate)
+    self.writer.flush()
+    row = {"epoch": epoch + 1, "step": step, "phase": phase, "time": time.time(), "ranks": distributed.size(),
+           **{k: float(v) for k, v in logs.items()}}
+    with open(os.path.join(self.workdir, METRICS_FILE), "a") as f:
+      f.write(json.dumps(row) + "\n")
+    plots.plot_training(read_metrics(self.workdir), self.plan, os.path.join(self.workdir, "training.png"))
 
 
 class RenormRamp(tf_keras.callbacks.Callback):
@@ -178,12 +226,21 @@ class RenormRamp(tf_keras.callbacks.Callback):
 
 
 class PeriodicCheckpoint(tf_keras.callbacks.Callback):
-  """Rank 0 checkpoints model and optimizer every N epochs (CheckpointManager keeps the last K)."""
+  """Rank 0 checkpoints model and optimizer every N steps, or else every N epochs (CheckpointManager
+  writes the files before the index that names them, and keeps the last K)."""
 
-  def __init__(self, manager, every_epochs: int):
+  def __init__(self, manager, every_epochs: int, every_steps: int = 0):
     super().__init__()
-    self.manager, self.every_epochs = manager, every_epochs
+    self.manager, self.every_epochs, self.every_steps = manager, every_epochs, every_steps
+
+  def _save(self):
+    if distributed.is_chief():
+      self.manager.save(checkpoint_number=_step(self.model))
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.every_steps > 0 and _step(self.model) % self.every_steps == 0:
+      self._save()
 
   def on_epoch_end(self, epoch, logs=None):
-    if distributed.is_chief() and self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0:
-      self.manager.save(checkpoint_number=_step(self.model))
+    if self.every_steps <= 0 and self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0:
+      self._save()

@@ -65,11 +65,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.reference_global_batch = placeholder(int)  # the global batch the recipe was published at (LRs
                                           # scale linearly from it at any other size; the trainer says so)
   config.train.intra_op_threads = 0       # 0: the cores available to each rank
-  config.train.inter_op_threads = 0
+  config.train.inter_op_threads = 0       # 0: 2 (overlaps small independent ops; docs/BENCHMARKS.md)
   config.train.validate_every_epochs = 4
   config.train.checkpoint_every_epochs = 1
+  config.train.checkpoint_every_steps = 0  # > 0: checkpoint every N steps instead (resume mid-epoch)
   config.train.keep_checkpoints = 3
   config.train.deterministic = False
+  config.train.elastic = False            # Horovod elastic: horovodrun --min-np … --host-discovery-script …
+  config.train.elastic_commit_steps = 10  # in-memory commits a shrunk or grown world rolls back to
 
   # Eval section
   config.eval = ml_collections.ConfigDict()

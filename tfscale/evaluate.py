@@ -5,7 +5,9 @@ r"""Evaluate a run's snapshots and their Collapsed Ensemble (mean of softmax pro
 
 Reads the run's config.json and snapshots.json; every rank evaluates its round-robin share of the
 split (each image exactly once over all ranks), and counts are summed across ranks. Rank 0 prints a
-table and writes eval.json and eval.md into the workdir.
+table and writes eval.json, eval.md and eval.png into the workdir. ImageNet shards converted with
+--val_blacklist are evaluated under both protocols at once: ILSVRC2014 (blacklisted images removed) and
+ILSVRC2012 (all 50,000).
 """
 import json
 import os
@@ -18,6 +20,7 @@ import tfscale  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow can be
 from tfscale import datasets
 
 FLAGS = flags.FLAGS
+BLACKLISTED = "validation_blacklisted"  # data_prep.imagenet1k --val_blacklist puts the 2014 blacklist here
 flags.DEFINE_string("workdir", None, "A training run's workdir (config.json, snapshots.json, snapshots/).")
 flags.DEFINE_string("snapshots", "all", "'all' or comma-separated snapshot names from snapshots.json.")
 flags.DEFINE_string("data_dir", None, "Shard directory (default: the run's config.data.dir).")
@@ -60,8 +63,8 @@ def format_table(members, ensemble) -> str:
                    for r in rows)
 
 
-def markdown_table(members, ensemble, split, count, crops) -> str:
-  lines = [f"# Evaluation: {split}, {count} images, {crops} view(s) each", "", "| snapshot | phase | step | epoch | top-1 % | top-5 % |",
+def markdown_table(members, ensemble, title) -> str:
+  lines = [f"# Evaluation: {title}", "", "| snapshot | phase | step | epoch | top-1 % | top-5 % |",
            "|---|---|---:|---:|---:|---:|"]
   lines += [f"| {m['name']} | {m['phase']} | {m['step']} | {m['epoch']:.1f} | {100 * m['top1']:.2f} | "
             f"{100 * m['top5']:.2f} |" for m in members]
@@ -84,16 +87,28 @@ def main(argv):
 
   from tfscale import ensemble  # TensorFlow is imported only now.
   crops = int(FLAGS.crops or config.eval.get("crops", 1))
+  # ImageNet converted with --val_blacklist: report the ILSVRC2014 protocol (`validation`, blacklisted
+  # images removed) and the ILSVRC2012 one (all validation images) together.
+  extra = [BLACKLISTED] if split == "validation" and BLACKLISTED in info.splits else []
   result = ensemble.evaluate_snapshots(FLAGS.workdir, config, snapshots, info, split,
-                                       FLAGS.batch_size or config.eval.batch_size, crops)
+                                       FLAGS.batch_size or config.eval.batch_size, crops, extra)
   if result is None:  # not rank 0
     return
   members, combined = result["members"], result["ensemble"]
-  print(format_table(members, combined))
+  tables = [(f"{split}: {result['count']} images, {crops} view(s) each", members, combined)]
+  if extra:
+    tables = [(f"ILSVRC2014 protocol (blacklisted images removed): {result['count']} images, {crops} view(s) each",
+               members, combined),
+              (f"ILSVRC2012 protocol ({' + '.join(result['with_extra']['splits'])}): "
+               f"{result['with_extra']['count']} images, {crops} view(s) each",
+               result["with_extra"]["members"], result["with_extra"]["ensemble"])]
+  print("\n\n".join(f"{title}\n{format_table(m, e)}" if extra else format_table(m, e) for title, m, e in tables))
   with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=1)
   with open(os.path.join(FLAGS.workdir, "eval.md"), "w") as f:
-    f.write(markdown_table(members, combined, split, result["count"], crops))
+    f.write("\n".join(markdown_table(m, e, title) for title, m, e in tables))
+  from tfscale import plots
+  plots.plot_ensemble(result, os.path.join(FLAGS.workdir, "eval.png"))
 
 
 def run():

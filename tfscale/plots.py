@@ -1,6 +1,8 @@
 """PNG pictures of a run, written by rank 0 into the workdir (matplotlib's Agg backend; no display, no TF).
 
   plan.png         learning rate and weight decay against epoch, collapse phases shaded, snapshots marked
+  training.png     loss, train/validation top-1 and top-5, and global images/s over time (redrawn each epoch)
+  eval.png         each snapshot's top-1/top-5 beside the Collapsed Ensemble's (tfscale.evaluate)
 """
 import matplotlib
 
@@ -43,5 +45,67 @@ def plot_plan(plan, path: str, title: str = ""):
                     "(shaded: augmentation collapsed; dashed: snapshots)", fontsize=10)
   figure.tight_layout()
   figure.savefig(path, dpi=110)
+  plt.close(figure)
+  return path
+
+
+def plot_training(rows: list, plan, path: str):
+  """Curves of metrics.jsonl rows (one per epoch); collapse phases shaded as in plan.png."""
+  if not rows:
+    return None
+  epoch = np.array([r["epoch"] for r in rows], float)
+  column = lambda key: np.array([r.get(key, np.nan) for r in rows], float)
+  figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+  loss_axis, top1_axis, top5_axis, speed_axis = axes.ravel()
+  loss_axis.plot(epoch, column("loss"), "o-", ms=3, label="train loss")
+  loss_axis.set_ylabel("loss")
+  for axis, key in ((top1_axis, "top1"), (top5_axis, "top5")):
+    axis.plot(epoch, 100 * column(key), "o-", ms=3, label=f"train {key} (augmented)")
+    validated = ~np.isnan(column(f"val_{key}"))
+    axis.plot(epoch[validated], 100 * column(f"val_{key}")[validated], "s-", ms=4, label=f"validation {key}")
+    axis.set_ylabel(f"{key} %")
+  for axis in (loss_axis, top1_axis, top5_axis):
+    axis.set_xlabel("epoch")
+    _shade_collapses(axis, plan)
+    for _, step in plan.snapshot_steps():
+      axis.axvline(step / plan.steps_per_epoch, color="tab:red", ls="--", lw=0.8)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+  minutes = (column("time") - rows[0]["time"] + column("epoch_seconds")[0]) / 60
+  speed_axis.plot(minutes, column("images_per_second"), "o-", ms=3, color="tab:purple")
+  speed_axis.set_xlabel("minutes since the first epoch began")
+  speed_axis.set_ylabel("global images/s (inside steps)")
+  speed_axis.set_ylim(bottom=0)
+  speed_axis.grid(alpha=0.3)
+  figure.suptitle("training (shaded: augmentation collapsed; dashed: snapshots)", fontsize=10)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return path
+
+
+def plot_ensemble(result: dict, path: str):
+  """Bars of every snapshot's top-1 and top-5 and of their ensemble (an eval.json result)."""
+  members, ensemble = result["members"], result["ensemble"]
+  names = [m["name"] for m in members] + [f"ensemble of {len(members)}"]
+  top1 = [100 * m["top1"] for m in members] + [100 * ensemble["top1"]]
+  top5 = [100 * m["top5"] for m in members] + [100 * ensemble["top5"]]
+  x = np.arange(len(names))
+  figure, axis = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 4.5))
+  colors = ["tab:blue"] * len(members) + ["tab:red"]
+  axis.bar(x - 0.2, top1, 0.4, color=colors, label="top-1")
+  axis.bar(x + 0.2, top5, 0.4, color=colors, alpha=0.45, label="top-5")
+  for i, (a, b) in enumerate(zip(top1, top5)):
+    axis.annotate(f"{a:.2f}", (i - 0.2, a), ha="center", va="bottom", fontsize=8)
+    axis.annotate(f"{b:.2f}", (i + 0.2, b), ha="center", va="bottom", fontsize=8)
+  low = min(top1) - max(2.0, 0.3 * (max(top5) - min(top1)))
+  axis.set_ylim(max(0.0, low), min(100.0, max(top5) + 2))
+  axis.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+  axis.set_ylabel("accuracy %")
+  axis.set_title(f"{result['split']}: {result['count']} images, {result['crops']} view(s) each", fontsize=10)
+  axis.legend(fontsize=8)
+  axis.grid(axis="y", alpha=0.3)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
   plt.close(figure)
   return path

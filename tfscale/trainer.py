@@ -6,6 +6,7 @@ calls it. Every function here is a function of `config` (and the rank world that
 import dataclasses
 import logging as std_logging
 import os
+import sys
 from typing import List
 
 import tensorflow as tf
@@ -90,9 +91,73 @@ def build_model(config, num_classes: int):
   return model, (renorm["variables"] if renorm else None)
 
 
+def fit_rest_of_plan(model, config, info, plan, run_callbacks) -> dict:
+  """Trains from the optimizer's current step to the plan's end; the per-epoch history.
+
+  A mid-epoch start (a step checkpoint, an elastic reset) first finishes that epoch alone, so later
+  epochs line up with the plan's; the input stream always starts at the step being trained."""
+  steps_per_epoch = plan.steps_per_epoch
+  epochs = -(-plan.total_steps // steps_per_epoch)
+  step = int(model.optimizer.iterations.numpy())
+  first_epoch, offset = divmod(step, steps_per_epoch)
+  history = {}
+  if offset:
+    partial = model.fit(create_train_data(config, info, plan, step), epochs=first_epoch + 1, initial_epoch=first_epoch,
+                        steps_per_epoch=steps_per_epoch - offset, callbacks=run_callbacks, verbose=0)
+    history = partial.history
+    first_epoch += 1
+  if first_epoch < epochs and int(model.optimizer.iterations.numpy()) < plan.total_steps:
+    rest = model.fit(create_train_data(config, info, plan, first_epoch * steps_per_epoch), epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, callbacks=run_callbacks, verbose=0)
+    history = {k: history.get(k, []) + v for k, v in rest.history.items()}
+  return history
+
+
 def _not_checkpoint_chatter(record) -> bool:
   """TF's checkpoint code logs an INFO line per save through absl; the epoch log is what people read."""
   return record.levelno > std_logging.INFO or "tensorflow/python/checkpoint" not in record.pathname
+
+
+def announce(config, info, plan, workdir, intra, inter):
+  """Rank 0: the resolved config (printed and saved as config.json), the run's shape, the phase plan as a
+  table and as plan.png."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  logging.info("config (saved as %s):\n%s", os.path.join(workdir, "config.json"), config)
+  logging.info("%s: %d classes, %d training images; %d rank(s) × %d = global batch %d; "
+               "%d steps/epoch; threads intra %d inter %d per rank",
+               info.data_dir, info.num_classes, info.split("train").records, distributed.size(),
+               config.train.batch_per_rank, global_batch_size(config), plan.steps_per_epoch, intra, inter)
+  reference = config.train.get("reference_global_batch")
+  if reference and reference != global_batch_size(config):
+    logging.warning("the recipe was published at global batch %d; this run's is %d, so its learning rates are "
+                    "scaled by %d/256 (linear rule) and the accuracy it targets may not be reached",
+                    reference, global_batch_size(config), global_batch_size(config))
+  logging.info("phase plan:\n%s", schedules.plan_table(plan))
+  plots.plot_plan(plan, os.path.join(workdir, "plan.png"))
+
+
+def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping) -> list:
+  """The training loop's callbacks, in the order they must run (callbacks.py says why)."""
+  timer = callbacks.StepTimer()
+  run_callbacks = [
+      timer,
+      callbacks.StopAtStep(plan.total_steps),
+      callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
+      callbacks.MetricAverage(),
+      callbacks.PeriodicValidation(validate, config.train.validate_every_epochs, plan.total_steps),
+      callbacks.EpochLog(plan, config.train.batch_per_rank, timer, workdir),
+      callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs,
+                                   config.train.get("checkpoint_every_steps", 0)),
+  ]
+  if distributed.is_chief() and sys.stdout.isatty():
+    run_callbacks.insert(1, callbacks.ProgressBar(timer, global_batch_size(config), plan.steps_per_epoch))
+  if renorm_clipping:
+    ramp = [round(e * plan.steps_per_epoch) for e in config.model.renorm_ramp_epochs]
+    run_callbacks.insert(0, callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax,
+                                                 config.model.renorm_dmax, *ramp))
+  return run_callbacks
 
 
 def setup_runtime(config):
@@ -134,49 +199,31 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   snapshots = distributed.broadcast_object(callbacks.read_snapshots(workdir) if chief else None)
 
   if chief:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    logging.info("%s: %d classes, %d training images; %d rank(s) × %d = global batch %d; "
-                 "%d steps/epoch; threads intra %d inter %d per rank",
-                 info.data_dir, info.num_classes, info.split("train").records, distributed.size(),
-                 config.train.batch_per_rank, global_batch_size(config), plan.steps_per_epoch, intra, inter)
-    reference = config.train.get("reference_global_batch")
-    if reference and reference != global_batch_size(config):
-      logging.warning("the recipe was published at global batch %d; this run's is %d, so its learning rates are "
-                      "scaled by %d/256 (linear rule) and the accuracy it targets may not be reached",
-                      reference, global_batch_size(config), global_batch_size(config))
-    logging.info("phase plan:\n%s", schedules.plan_table(plan))
-    plots.plot_plan(plan, os.path.join(workdir, "plan.png"))
+    announce(config, info, plan, workdir, intra, inter)
     if start_step:
       logging.info("resuming from %s at step %d", manager.latest_checkpoint, start_step)
 
   if start_step >= plan.total_steps:
     return TrainResult(model, {}, snapshots, start_step)
 
-  train_data = create_train_data(config, info, plan, start_step)
-  val_data = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
-                                         distributed.rank(), distributed.size())
+  # The validation data is per rank, so it is rebuilt whenever the world changes (elastic runs).
+  current = {}
   probabilities_of = metrics.probability_fn(model)
-  validate = lambda: metrics.global_accuracy(*metrics.predict(probabilities_of, val_data, info.num_classes))
+  validate = lambda: metrics.global_accuracy(*metrics.predict(probabilities_of, current["val"], info.num_classes))
 
-  steps_per_epoch = plan.steps_per_epoch
-  run_callbacks = [
-      callbacks.StepTimer(),
-      callbacks.StopAtStep(plan.total_steps),
-      callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
-      callbacks.MetricAverage(),
-      callbacks.PeriodicValidation(validate, config.train.validate_every_epochs, plan.total_steps),
-      callbacks.EpochLog(plan, global_batch_size(config), os.path.join(workdir, "tensorboard") if chief else None),
-      callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs),
-  ]
-  if renorm_clipping:
-    ramp = [round(e * steps_per_epoch) for e in config.model.renorm_ramp_epochs]
-    run_callbacks.insert(0, callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax,
-                                                 config.model.renorm_dmax, *ramp))
+  run_callbacks = create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping)
+
+  def fit_on_this_world(extra_callbacks=()):
+    """The rest of the plan from the optimizer's step, with input built for the current ranks."""
+    current["val"] = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
+                                                 distributed.rank(), distributed.size())
+    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks))
+
   try:
-    history = model.fit(train_data, epochs=-(-plan.total_steps // steps_per_epoch), steps_per_epoch=steps_per_epoch,
-                        initial_epoch=start_step // steps_per_epoch, callbacks=run_callbacks, verbose=0)
+    if config.train.get("elastic", False):
+      history = distributed.run_elastic(fit_on_this_world, model, optimizer, config.train.elastic_commit_steps)
+    else:
+      history = fit_on_this_world()
   except tf.errors.DataLossError as e:
     # TF's message does not say which shard; find it so the user can fix or skip it.
     rank_files = datasets.files_for_rank(info.split("train").files, distributed.rank(), distributed.size())[0]
@@ -186,7 +233,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
                              "--config.data.skip_corrupt=True skips them)") from None
   final_step = int(optimizer.iterations.numpy())
   distributed.average_variables(model.non_trainable_variables)
-  if chief:
+  if distributed.is_chief():  # after an elastic reset rank 0 may be another process
     manager.save(checkpoint_number=final_step)
   distributed.barrier()
-  return TrainResult(model, history.history, snapshots, final_step)
+  return TrainResult(model, history, snapshots, final_step)
