@@ -17,20 +17,14 @@ Plan, absolute LRs: warmup 5 epochs from 0.1 to base (1.6 at 4,096; 4.8 at 14,33
 epoch 90; the 448n variant stops the poly at epoch 85 and collapses for 5 epochs (poly-2 from 0.254,
 weight decay 5e-5 → 1e-4, scale/aspect augmentation off). Momentum 0.9, BN moving-average fraction 0.95.
 """
-from tfscale.config_base import base_config
+from tfscale.config_base import imagenet_resnet50_config
 from tfscale.schedules import phase
 
 
 def get_config(variant: str = ""):
-  config = base_config()
-  config.data.dir = "/local/imagenet1k"
-  config.data.num_classes = 1000
-  config.model.name = "resnet50"
-  config.model.bn_momentum = 0.95
-  config.optim.name = "sgd"
+  config = imagenet_resnet50_config()
   wd = 5e-5
   if not variant:
-    config.train.batch_per_rank = 32
     config.train.reference_global_batch = 4096
     config.plan = [  # LRs per 256 images: 1.6 × 256 / 4096 = 0.1
         phase("warmup", 5, "warmup", lr_start=0.1 / 16, lr_end=0.1, weight_decay=wd),

@@ -121,6 +121,24 @@ def test_blacklist_split_reports_both_imagenet_protocols(single_rank_run, digits
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")  # leave the plain result for later tests
 
 
+def test_run_leaves_readable_reports(single_rank_run):
+  """plan.png, training.png, metrics.jsonl (one row per epoch) and TensorBoard scalars people look for."""
+  import tfscale  # noqa: F401
+  import tensorflow as tf
+  workdir = single_rank_run
+  for picture in ("plan.png", "training.png"):
+    assert (workdir / picture).read_bytes()[:4] == b"\x89PNG", picture
+  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+  assert {"loss", "top1", "top5", "val_top1", "lr", "weight_decay", "images_per_second", "epoch_seconds"} <= set(rows[-1])
+  tags = set()
+  for events in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(events)):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"loss", "top1", "top5", "val_top1", "val_top5", "lr", "weight_decay", "images_per_second",
+          "images_per_second_rank/0", "epoch_seconds"} <= tags, tags
+
+
 def test_rerun_of_a_finished_run_resumes_and_does_nothing(single_rank_run, digits_shards):
   before = json.loads((single_rank_run / "snapshots.json").read_text())
   run_module("tfscale.train", TINY, f"--workdir={single_rank_run}", f"--config.data.dir={digits_shards}")

@@ -83,6 +83,18 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def imagenet_resnet50_config() -> ml_collections.ConfigDict:
+  """base_config with what every ImageNet-1K recipe of the seed authors shares (their Caffe network and
+  solver files): ResNet-50, 1,000 classes, BN moving-average fraction 0.95, plain momentum SGD."""
+  config = base_config()
+  config.data.dir = "/local/imagenet1k"
+  config.data.num_classes = 1000
+  config.model.name = "resnet50"
+  config.model.bn_momentum = 0.95
+  config.optim.name = "sgd"
+  return config
+
+
 def load_recipe(path: str):
   """The module of another recipe file, so recipes build on each other by file path (configs/ is a
   directory of files passed to --config, not an installed package)."""
