@@ -6,7 +6,7 @@ r"""Benchmarks, each side by side with its baseline in the same invocation (resu
   python -m tfscale.bench steal [--steps=12 --rounds=2 --dtypes=float32,mixed_bfloat16]
       ResNet-50 training step time on those real shards beside the same step on synthetic input: what
       the input pipeline takes from the model when both share the node's cores.
-  python -m tfscale.bench model [--models=resnet50,wrn50_2 --batches=32,64 --dtypes=float32,mixed_bfloat16]
+  python -m tfscale.bench model [--models=resnet50,wrn50_2 --batches=32,64 --dtypes=float32,mixed_bfloat16 --rounds=3]
       images/s and achieved GFLOP/s of tfscale's full training step (its model, LARS, the Horovod wrapper
       with one rank) on synthetic input, beside a bare tf_keras.applications.ResNet50 `fit` and the
       matrix-multiply ceiling measured in the same run.
@@ -201,31 +201,35 @@ def _timed_fit(model, dataset, steps) -> float:
   return (clock.ends[-1] - clock.ends[0]) / steps
 
 
-def _time_tfscale_models(dtype, batch, bare_rate, ceilings) -> list:
-  """Table rows of tfscale's models trained on synthetic input with the flags' optimizer and compile knobs."""
+def _tfscale_model(name, batch):
+  """(model, dataset): tfscale's model with the flags' optimizer and compile knobs, on synthetic input."""
   from tfscale import distributed, input_pipeline
   from tfscale.lars import LARS, StepTable
   from tfscale.models import create_model
-  rows = []
-  for name in FLAGS.models:
-    tf_keras.backend.clear_session()
-    tf_keras.mixed_precision.set_global_policy(dtype)
-    model = create_model(name, FLAGS.num_classes, 224)
-    if FLAGS.optimizer == "lars":
-      optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
-    else:
-      optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
-    if FLAGS.horovod_wrapper:
-      optimizer = distributed.distributed_optimizer(optimizer, always=True)
-    model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=FLAGS.jit_compile)
-    seconds = _timed_fit(model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes), FLAGS.steps)
-    rate = batch / seconds
-    gflops = 3 * forward_flops(model) * rate / 1e9
-    rows.append((name, dtype, batch, rate, gflops, gflops / ceilings[dtype], rate / bare_rate if name == "resnet50"
-                 else None, bare_rate))
-    print(f"{dtype} batch {batch}: {name}: {rate:.2f} images/s, {gflops:.0f} GFLOP/s", file=sys.stderr)
-  return rows
+  model = create_model(name, FLAGS.num_classes, 224)
+  if FLAGS.optimizer == "lars":
+    optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
+  else:
+    optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
+  if FLAGS.horovod_wrapper:
+    optimizer = distributed.distributed_optimizer(optimizer, always=True)
+  model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=FLAGS.jit_compile)
+  return model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes)
+
+
+def _bare_resnet50(batch):
+  """(model, dataset): tf_keras.applications.ResNet50 as its users write it (float input, SGD)."""
+  import tensorflow as tf
+  bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.num_classes)
+  bare.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
+               loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=False))
+  images = tf.random.uniform([batch, 224, 224, 3], maxval=255.0)
+  labels = tf.random.uniform([batch], maxval=FLAGS.num_classes, dtype=tf.int32)
+  return bare, tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+BARE = "bare tf_keras ResNet50"
 
 
 def bench_model():
@@ -242,23 +246,25 @@ def bench_model():
     for batch in map(int, FLAGS.batches):
       tf_keras.backend.clear_session()
       tf_keras.mixed_precision.set_global_policy(dtype)
-      if not FLAGS.bare:
-        bare_rate = float("nan")
-        rows.extend(_time_tfscale_models(dtype, batch, bare_rate, ceilings))
-        continue
-      bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.num_classes)
-      bare.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
-                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=False))
-      images = tf.random.uniform([batch, 224, 224, 3], maxval=255.0)
-      labels = tf.random.uniform([batch], maxval=FLAGS.num_classes, dtype=tf.int32)
-      bare_data = tf.data.Dataset.from_tensors((images, labels)).repeat()
-      bare_seconds = _timed_fit(bare, bare_data, FLAGS.steps)
-      bare_rate = batch / bare_seconds
-      print(f"{dtype} batch {batch}: bare tf_keras ResNet50: {bare_rate:.2f} images/s", file=sys.stderr)
-      rows.extend(_time_tfscale_models(dtype, batch, bare_rate, ceilings))
-  print(f"\nsynthetic 224² uint8 input, {FLAGS.num_classes} classes, {FLAGS.steps} timed steps after one, "
-        f"{os.cpu_count()} cores; GEMM ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} "
-        "GFLOP/s (2048² matmul, same run); GFLOP/s = 3 × forward FLOPs × images/s\n")
+      # Every contender is built once and timed once per round, the order alternating between rounds.
+      contenders = {BARE: _bare_resnet50(batch)} if FLAGS.bare else {}
+      contenders.update({name: _tfscale_model(name, batch) for name in FLAGS.models})
+      rates = {name: [] for name in contenders}
+      for round_ in range(FLAGS.rounds):
+        for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):
+          rates[name].append(batch / _timed_fit(*contenders[name], FLAGS.steps))
+          print(f"{dtype} batch {batch} round {round_ + 1}: {name}: {rates[name][-1]:.2f} images/s", file=sys.stderr)
+      for name in FLAGS.models:
+        rate = statistics.median(rates[name])
+        gflops = 3 * forward_flops(contenders[name][0]) * rate / 1e9
+        vs_bare = (statistics.median(a / b for a, b in zip(rates[name], rates[BARE]))
+                   if FLAGS.bare and name == "resnet50" else None)
+        rows.append((name, dtype, batch, rate, gflops, gflops / ceilings[dtype], vs_bare,
+                     statistics.median(rates[BARE]) if FLAGS.bare else float("nan")))
+  print(f"\nsynthetic 224² uint8 input, {FLAGS.num_classes} classes, median of {FLAGS.rounds} round(s) of "
+        f"{FLAGS.steps} timed steps after one; × bare = median of per-round ratios; {os.cpu_count()} cores; GEMM "
+        f"ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s (2048² matmul, same "
+        "run); GFLOP/s = 3 × forward FLOPs × images/s\n")
   print("| model | dtype | batch | images/s | GFLOP/s | of GEMM ceiling | × bare ResNet50 (its images/s) |\n"
         "|---|---|---:|---:|---:|---:|---:|")
   for name, dtype, batch, rate, gflops, share, vs_bare, bare_rate in rows:
@@ -277,7 +283,7 @@ def bench_knobs():
   knobs = ["default"] + [k for k in FLAGS.knobs if k != "default"]
   common = [f"--models={','.join(FLAGS.models)}", f"--batches={','.join(FLAGS.batches)}",
             f"--dtypes={','.join(FLAGS.dtypes)}", f"--steps={FLAGS.steps}", f"--num_classes={FLAGS.num_classes}",
-            "--nobare"]
+            "--nobare", "--rounds=1"]
   rates = {knob: [] for knob in knobs}
   for round_ in range(FLAGS.rounds):
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
