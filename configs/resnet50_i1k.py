@@ -17,12 +17,12 @@ Plan, absolute LRs: warmup 5 epochs from 0.1 to base (1.6 at 4,096; 4.8 at 14,33
 epoch 90; the 448n variant stops the poly at epoch 85 and collapses for 5 epochs (poly-2 from 0.254,
 weight decay 5e-5 → 1e-4, scale/aspect augmentation off). Momentum 0.9, BN moving-average fraction 0.95.
 """
-from tfscale.config_base import imagenet_resnet50_config
+from tfscale.config_base import seed_authors_config
 from tfscale.schedules import phase
 
 
 def get_config(variant: str = ""):
-  config = imagenet_resnet50_config()
+  config = seed_authors_config()
   wd = 5e-5
   if not variant:
     config.train.reference_global_batch = 4096

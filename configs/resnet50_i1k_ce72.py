@@ -21,14 +21,14 @@ in absolute LRs at global batch 4,096:
 momentum 0.9, BN moving-average fraction 0.95, no label smoothing, weight decay off BN parameters and biases;
 plain momentum SGD (the solvers never enable LARS at this batch size).
 """
-from tfscale.config_base import imagenet_resnet50_config
+from tfscale.config_base import seed_authors_config
 from tfscale.schedules import collapse_cycles
 
 GLOBAL_BATCH = 4096  # 64 nodes × 2 ranks × 32
 
 
 def get_config():
-  config = imagenet_resnet50_config()
+  config = seed_authors_config()
   config.train.reference_global_batch = GLOBAL_BATCH
   # LRs per 256 images: the solvers' absolute values × 256 / 4096.
   config.plan = collapse_cycles(

@@ -33,8 +33,8 @@ def recipe(name, variant=""):
 
 
 def compiled(config):
-  batch = config.train.reference_global_batch
-  return schedules.compile_plan(list(config.plan), PUBLISHED_TRAIN_IMAGES[config.data.num_classes] // batch, batch)
+  return schedules.compile_for(config, PUBLISHED_TRAIN_IMAGES[config.data.num_classes],
+                               config.train.reference_global_batch)
 
 
 def test_every_recipe_file_is_covered():

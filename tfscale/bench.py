@@ -123,6 +123,14 @@ class _StepClock(tf_keras.callbacks.Callback):
     self.cpu.append(time.process_time())
 
 
+def _timed_fit(model, dataset, steps) -> tuple:
+  """(wall seconds, process CPU seconds) per step over `steps` steps, timed from the end of one untimed
+  first step (iterator start-up, shuffle-buffer fill and tracing stay out of the per-step numbers)."""
+  clock = _StepClock()
+  model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[clock])
+  return (clock.ends[-1] - clock.ends[0]) / steps, (clock.cpu[-1] - clock.cpu[0]) / steps
+
+
 def bench_steal():
   from tfscale import datasets, input_pipeline
   from tfscale.lars import LARS, StepTable
@@ -143,12 +151,8 @@ def bench_steal():
     seconds = {name: [] for name in inputs}
     for round_ in range(FLAGS.rounds):
       for name in (list(inputs) if round_ % 2 == 0 else list(inputs)[::-1]):
-        # Timed from the end of the first step to the end of the last: iterator start-up (shuffle-buffer
-        # fill) is paid once per run in training, so it stays out of the per-step comparison.
-        clock = _StepClock()
-        model.fit(inputs[name], steps_per_epoch=FLAGS.steps + 1, epochs=1, verbose=0, callbacks=[clock])
-        seconds[name].append((clock.ends[-1] - clock.ends[0]) / FLAGS.steps)
-        cpu = (clock.cpu[-1] - clock.cpu[0]) / FLAGS.steps
+        step_seconds, cpu = _timed_fit(model, inputs[name], FLAGS.steps)
+        seconds[name].append(step_seconds)
         print(f"{dtype} round {round_ + 1}: {name}: {FLAGS.steal_batch / seconds[name][-1]:.2f} images/s, "
               f"{cpu:.2f} CPU-s/step", file=sys.stderr)
     synthetic = statistics.median(seconds["synthetic (baseline)"])
@@ -194,11 +198,6 @@ def gemm_ceiling(dtype, n=2048, repeats=10) -> float:
   return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def _timed_fit(model, dataset, steps) -> float:
-  """Seconds per step over `steps` steps, after one untimed step (iterator and tracing)."""
-  clock = _StepClock()
-  model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[clock])
-  return (clock.ends[-1] - clock.ends[0]) / steps
 
 
 def _tfscale_model(name, batch):
@@ -252,7 +251,7 @@ def bench_model():
       rates = {name: [] for name in contenders}
       for round_ in range(FLAGS.rounds):
         for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):
-          rates[name].append(batch / _timed_fit(*contenders[name], FLAGS.steps))
+          rates[name].append(batch / _timed_fit(*contenders[name], FLAGS.steps)[0])
           print(f"{dtype} batch {batch} round {round_ + 1}: {name}: {rates[name][-1]:.2f} images/s", file=sys.stderr)
       for name in FLAGS.models:
         rate = statistics.median(rates[name])

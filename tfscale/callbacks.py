@@ -128,8 +128,9 @@ class PeriodicValidation(tf_keras.callbacks.Callback):
 
 class StepTimer(tf_keras.callbacks.Callback):
   """Adds `train_seconds`: the epoch's time inside training steps (input waits included; validation,
-  snapshots and checkpoints excluded), and `epoch_seconds` (wall clock, everything included). First in the
-  callback list, so its clock brackets the step alone. `rank_seconds` keeps every rank's train_seconds."""
+  snapshots and checkpoints excluded). First in the callback list, so its clock brackets the step alone.
+  Keeps every rank's train_seconds (`rank_seconds`), the last step's time and the epoch's start for
+  EpochLog and ProgressBar."""
 
   def on_epoch_begin(self, epoch, logs=None):
     self.seconds, self.epoch_start = 0.0, time.perf_counter()
@@ -150,15 +151,15 @@ class ProgressBar(tf_keras.callbacks.Callback):
   """Rank 0's progress bar over each epoch's steps, with loss and the global images/s of the last step
   (only on a terminal: in batch-job logs the epoch lines say the same once per epoch)."""
 
-  def __init__(self, timer: StepTimer, global_batch: int, steps_per_epoch: int):
+  def __init__(self, timer: StepTimer, batch_per_rank: int, steps_per_epoch: int):
     super().__init__()
-    self.timer, self.global_batch, self.steps_per_epoch = timer, global_batch, steps_per_epoch
+    self.timer, self.batch_per_rank, self.steps_per_epoch = timer, batch_per_rank, steps_per_epoch
 
   def on_epoch_begin(self, epoch, logs=None):
     self.bar = tf_keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s"], unit_name="step")
 
   def on_train_batch_end(self, batch, logs=None):
-    rate = self.global_batch / max(self.timer.last_step_seconds, 1e-9)
+    rate = self.batch_per_rank * distributed.size() / max(self.timer.last_step_seconds, 1e-9)  # elastic: size varies
     self.bar.update(batch + 1, [("loss", float(logs.get("loss", np.nan))), ("images/s", rate)])
 
 

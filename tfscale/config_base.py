@@ -83,13 +83,14 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def imagenet_resnet50_config() -> ml_collections.ConfigDict:
-  """base_config with what every ImageNet-1K recipe of the seed authors shares (their Caffe network and
-  solver files): ResNet-50, 1,000 classes, BN moving-average fraction 0.95, plain momentum SGD."""
+def seed_authors_config(data_dir: str = "/local/imagenet1k", num_classes: int = 1000,
+                        model: str = "resnet50") -> ml_collections.ConfigDict:
+  """base_config with what the seed authors' recipes share (their Caffe network and solver files: BN
+  moving-average fraction 0.95, plain momentum SGD) for a dataset and model (default ResNet-50 on ImageNet-1K)."""
   config = base_config()
-  config.data.dir = "/local/imagenet1k"
-  config.data.num_classes = 1000
-  config.model.name = "resnet50"
+  config.data.dir = data_dir
+  config.data.num_classes = num_classes
+  config.model.name = model
   config.model.bn_momentum = 0.95
   config.optim.name = "sgd"
   return config

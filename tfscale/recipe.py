@@ -49,8 +49,7 @@ def main(argv):
       raise datasets.DataError("--config is required")
     global_batch = FLAGS.global_batch or config.train.get("reference_global_batch") or config.train.batch_per_rank
     images = train_images(config)
-    plan = schedules.compile_plan(list(config.plan), images // global_batch, global_batch,
-                                  config.optim.get("lr_scale", 1.0))
+    plan = schedules.compile_for(config, images, global_batch)
   except (datasets.DataError, ValueError) as e:
     sys.exit(f"tfscale.recipe: error: {e}")
   print(f"{images:,} training images, global batch {global_batch:,}: {plan.steps_per_epoch:,} steps/epoch, "

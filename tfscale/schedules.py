@@ -173,6 +173,12 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
                       np.concatenate(collapse), steps_per_epoch)
 
 
+def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:
+  """A config's plan at a global batch: an epoch is train_images // global_batch steps, LRs × optim.lr_scale."""
+  return compile_plan(list(config.plan), train_images // global_batch, global_batch,
+                      config.optim.get("lr_scale", 1.0))
+
+
 def plan_table(plan: CompiledPlan) -> str:
   """The plan as a fixed-width table for the start-up log."""
   rows = [("phase", "epochs", "steps", "lr shape", "lr first→last", "wd", "augment", "snapshot")]

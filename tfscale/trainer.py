@@ -32,12 +32,10 @@ def global_batch_size(config) -> int:
 
 def create_plan(config, train_records: int) -> schedules.CompiledPlan:
   """The phase plan as step tables for this world size (an epoch is train_records // global batch steps)."""
-  steps_per_epoch = train_records // global_batch_size(config)
-  if steps_per_epoch < 1:
+  if train_records < global_batch_size(config):
     raise datasets.DataError(f"{train_records} training images is less than one global batch of "
                              f"{global_batch_size(config)}")
-  return schedules.compile_plan(list(config.plan), steps_per_epoch, global_batch_size(config),
-                                config.optim.get("lr_scale", 1.0))
+  return schedules.compile_for(config, train_records, global_batch_size(config))
 
 
 def create_optimizer(config, plan: schedules.CompiledPlan):
@@ -152,7 +150,7 @@ def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm
                                    config.train.get("checkpoint_every_steps", 0)),
   ]
   if distributed.is_chief() and sys.stdout.isatty():
-    run_callbacks.insert(1, callbacks.ProgressBar(timer, global_batch_size(config), plan.steps_per_epoch))
+    run_callbacks.insert(1, callbacks.ProgressBar(timer, config.train.batch_per_rank, plan.steps_per_epoch))
   if renorm_clipping:
     ramp = [round(e * plan.steps_per_epoch) for e in config.model.renorm_ramp_epochs]
     run_callbacks.insert(0, callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax,
