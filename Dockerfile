@@ -1,16 +1,23 @@
 # tfscale CPU image: Debian 12, Open MPI, TF 2.18.1 + tf_keras, Horovod 0.28.1 (MPI + Gloo).
 # Thin on purpose: scripts/install.sh is the one install path, the same that `make` and CI run, and it
-# ends with `horovodrun --check-build` failing the build unless TensorFlow, MPI and Gloo are all there.
+# ends with `horovodrun --check-build`, failing the build unless TensorFlow, MPI and Gloo are all there.
 #   docker build -t tfscale .
-#   docker run --rm tfscale horovodrun -np 2 -H localhost:2 python -m tfscale.train --config=configs/demo_digits.py --workdir=/tmp/run
+#   docker run --rm tfscale make demo
+#   docker run --rm tfscale horovodrun -np 2 -H localhost:2 python -m tfscale.train \
+#       --config=configs/demo_digits.py --workdir=/tmp/run
+# Runs as an unprivileged user (uid 1000) that owns /opt/tfscale, so `make demo` and `make test` work
+# in the container; the virtualenv in /opt/venv stays root-owned and read-only.
 FROM debian:12
 ENV DEBIAN_FRONTEND=noninteractive \
     TFSCALE_VENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    TF_USE_LEGACY_KERAS=1
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /opt/tfscale
 COPY . .
 RUN bash scripts/install.sh \
  && rm -rf /root/.cache /var/lib/apt/lists/* \
- && useradd --create-home --uid 1000 tfscale
-USER tfscale
+ && useradd --create-home --uid 1000 --user-group tfscale \
+ && chown -R 1000:1000 /opt/tfscale
+USER 1000:1000
 CMD ["horovodrun", "--check-build"]

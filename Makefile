@@ -1,5 +1,7 @@
 # tfscale: `make demo` and `make test` are the two commands; both install what they need first.
-VENV ?= .venv
+# The container images set TFSCALE_VENV=/opt/venv; install.sh and make must agree on it.
+VENV ?= $(or $(TFSCALE_VENV),.venv)
+export TFSCALE_VENV := $(abspath $(VENV))
 NP ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Open MPI refuses to run as root without these (containers and CI run as root).

@@ -82,8 +82,9 @@ else
 fi
 
 say "horovodrun --check-build"
-"$venv/bin/horovodrun" --check-build | tee "$venv/.horovod-check-build"
+check_build=$("$venv/bin/horovodrun" --check-build)
+echo "$check_build"
 for needed in '\[X\] TensorFlow' '\[X\] MPI' '\[X\] Gloo'; do
-  grep -q "$needed" "$venv/.horovod-check-build" || { say "horovod lacks ${needed//\\/}" >&2; exit 1; }
+  grep -q "$needed" <<<"$check_build" || { say "horovod lacks ${needed//\\/}" >&2; exit 1; }
 done
 say "ok: $venv"

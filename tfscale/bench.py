@@ -13,7 +13,10 @@ r"""Benchmarks, each side by side with its baseline in the same invocation (resu
   python -m tfscale.bench knobs [--knobs=…] [--models=resnet50 --batches=32 --dtypes=float32 --rounds=2]
       tfscale's training step under each CPU knob (threads, XLA, oneDNN fpmath/off, optimizer, Horovod
       wrapper) against the default, each setting in its own child process, rounds alternating.
+  python -m tfscale.bench comm | comm_worker
+      allreduce bandwidth and weak-scaling efficiency (tfscale/bench_comm.py).
 """
+import json
 import os
 import statistics
 import subprocess
@@ -24,6 +27,8 @@ from absl import app, flags
 
 import tfscale  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
+
+from tfscale import bench_comm
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/tfscale-bench", "Generated JPEGs and shards (kept for reuse).")
@@ -44,6 +49,7 @@ flags.DEFINE_bool("horovod_wrapper", True, "`model`: wrap the optimizer in hvd.D
 flags.DEFINE_bool("jit_compile", False, "`model`: compile the training step with XLA.")
 flags.DEFINE_integer("intra_op_threads", 0, "`model`: TF intra-op threads (0: tfscale's default, the cores).")
 flags.DEFINE_integer("inter_op_threads", 0, "`model`: TF inter-op threads (0: tfscale's default).")
+flags.DEFINE_bool("gemm_ceiling", True, "`model`: measure the matmul ceiling first (off in weak-scaling children).")
 # CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
 KNOBS = {
     "default": ("tfscale's defaults (intra-op = cores, inter-op 2, LARS, Horovod wrapper)", [], {}),
@@ -232,15 +238,18 @@ BARE = "bare tf_keras ResNet50"
 
 
 def bench_model():
+  """Under horovodrun/mpirun with several ranks the Horovod wrapper really allreduces; rank 0 reports."""
   import tensorflow as tf
   from tfscale import distributed
+  from tfscale.bench_comm import RESULT_PREFIX
 
   distributed.init()
   distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  say = (lambda text: print(text, file=sys.stderr)) if distributed.is_chief() else (lambda text: None)
   rows = []
-  ceilings = {"float32": gemm_ceiling(tf.float32), "mixed_bfloat16": gemm_ceiling(tf.bfloat16)}
-  print(f"GEMM ceiling: fp32 {ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s",
-        file=sys.stderr)
+  ceilings = ({"float32": gemm_ceiling(tf.float32), "mixed_bfloat16": gemm_ceiling(tf.bfloat16)}
+              if FLAGS.gemm_ceiling else {"float32": float("nan"), "mixed_bfloat16": float("nan")})
+  say(f"GEMM ceiling: fp32 {ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s")
   for dtype in FLAGS.dtypes:
     for batch in map(int, FLAGS.batches):
       tf_keras.backend.clear_session()
@@ -252,25 +261,31 @@ def bench_model():
       for round_ in range(FLAGS.rounds):
         for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):
           rates[name].append(batch / _timed_fit(*contenders[name], FLAGS.steps)[0])
-          print(f"{dtype} batch {batch} round {round_ + 1}: {name}: {rates[name][-1]:.2f} images/s", file=sys.stderr)
+          say(f"{dtype} batch {batch} round {round_ + 1}: {name}: {rates[name][-1]:.2f} images/s")
       for name in FLAGS.models:
         rate = statistics.median(rates[name])
         gflops = 3 * forward_flops(contenders[name][0]) * rate / 1e9
         vs_bare = (statistics.median(a / b for a, b in zip(rates[name], rates[BARE]))
                    if FLAGS.bare and name == "resnet50" else None)
-        rows.append((name, dtype, batch, rate, gflops, gflops / ceilings[dtype], vs_bare,
-                     statistics.median(rates[BARE]) if FLAGS.bare else float("nan")))
+        rows.append({"model": name, "dtype": dtype, "batch": batch, "images_per_second": rate, "gflops": gflops,
+                     "ceiling_share": gflops / ceilings[dtype], "vs_bare": vs_bare,
+                     "bare_images_per_second": statistics.median(rates[BARE]) if FLAGS.bare else None,
+                     "ranks": distributed.size()})
+  if not distributed.is_chief():
+    return
   print(f"\nsynthetic 224² uint8 input, {FLAGS.num_classes} classes, median of {FLAGS.rounds} round(s) of "
         f"{FLAGS.steps} timed steps after one; × bare = median of per-round ratios; {os.cpu_count()} cores; GEMM "
         f"ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s (2048² matmul, same "
-        "run); GFLOP/s = 3 × forward FLOPs × images/s\n")
+        f"run); GFLOP/s = 3 × forward FLOPs × images/s; {distributed.size()} rank(s), images/s per rank\n")
   print("| model | dtype | batch | images/s | GFLOP/s | of GEMM ceiling | × bare ResNet50 (its images/s) |\n"
         "|---|---|---:|---:|---:|---:|---:|")
-  for name, dtype, batch, rate, gflops, share, vs_bare, bare_rate in rows:
-    versus = f"{vs_bare:.3f} ({bare_rate:.2f})" if vs_bare is not None else ""
-    print(f"| {name} | {dtype} | {batch} | {rate:.2f} | {gflops:.0f} | {100 * share:.0f} % | {versus} |")
+  for row in rows:
+    versus = f"{row['vs_bare']:.3f} ({row['bare_images_per_second']:.2f})" if row["vs_bare"] is not None else ""
+    print(f"| {row['model']} | {row['dtype']} | {row['batch']} | {row['images_per_second']:.2f} | "
+          f"{row['gflops']:.0f} | {100 * row['ceiling_share']:.0f} % | {versus} |")
   import resource
   print(f"\npeak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+  print(RESULT_PREFIX + json.dumps(rows))
 
 
 def bench_knobs():
@@ -287,17 +302,13 @@ def bench_knobs():
   for round_ in range(FLAGS.rounds):
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
       _, argv, env = KNOBS[knob]
-      child = subprocess.run([sys.executable, "-m", "tfscale.bench", "model", *common, *argv],
-                             env={**os.environ, **env}, capture_output=True, text=True)
-      rows = [line for line in child.stdout.splitlines() if line.startswith("| ") and "images/s" not in line
-              and not line.startswith("| model")]
-      if child.returncode != 0 or not rows:
-        print(f"round {round_ + 1}: {knob}: failed\n{child.stderr[-1500:]}", file=sys.stderr)
+      try:
+        rows = bench_comm.run_child([sys.executable, "-m", "tfscale.bench", "model", *common, *argv], env)
+      except RuntimeError as error:
+        print(f"round {round_ + 1}: {knob}: failed\n{error}", file=sys.stderr)
         rates[knob].append({})
         continue
-      # | model | dtype | batch | images/s | ... → {(model, dtype, batch): images/s}
-      cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
-      rates[knob].append({(c[0], c[1], c[2]): float(c[3]) for c in cells})
+      rates[knob].append({(r["model"], r["dtype"], str(r["batch"])): r["images_per_second"] for r in rows})
       print(f"round {round_ + 1}: {knob}: " + ", ".join(f"{'/'.join(k)} {v:.2f}" for k, v in rates[knob][-1].items()),
             file=sys.stderr)
   keys = sorted({k for runs in rates["default"] for k in runs})
@@ -318,7 +329,8 @@ def bench_knobs():
 
 
 def main(argv):
-  commands = {"pipeline": bench_pipeline, "steal": bench_steal, "model": bench_model, "knobs": bench_knobs}
+  commands = {"pipeline": bench_pipeline, "steal": bench_steal, "model": bench_model, "knobs": bench_knobs,
+              "comm": bench_comm.bench_comm, "comm_worker": bench_comm.comm_worker}
   if len(argv) != 2 or argv[1] not in commands:
     raise app.UsageError(f"usage: python -m tfscale.bench {{{'|'.join(commands)}}} [flags]")
   commands[argv[1]]()

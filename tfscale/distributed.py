@@ -48,18 +48,27 @@ def is_chief() -> bool:
   return rank() == 0
 
 
-def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple:
-  """Sets TF's thread pools for this rank; 0 means the cores available to the rank. Returns (intra, inter).
+def cores_per_rank() -> int:
+  """The cores this rank may use: its CPU affinity when a launcher bound it to part of the node (one rank
+  per socket), otherwise the node's cores shared evenly among the node's ranks (`-bind-to none`)."""
+  node_cores = os.cpu_count() or 1
+  bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else node_cores
+  if bound < node_cores:
+    return bound
+  return max(1, node_cores // local_size())
 
-  Ranks on one node share its cores: with P ranks per node each gets cores // P intra-op threads,
-  which is what keeps oneDNN from oversubscribing (the paper ran 2 ranks per Skylake node). Two
-  inter-op threads let small independent ops (optimizer updates, BN statistics) overlap: measured
+
+def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple:
+  """Sets TF's thread pools for this rank and returns (intra, inter).
+
+  0 means: TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS if set (scripts/cpu_env.sh sets them per
+  rank), otherwise `cores_per_rank()` intra-op threads and 2 inter-op threads. Ranks on one node share
+  its cores: without the division oneDNN oversubscribes them (the paper ran 2 ranks per Skylake node).
+  Two inter-op threads let small independent ops (optimizer updates, BN statistics) overlap: measured
   +2–13 % fp32 and +13–16 % bf16 over one on a 2-core rank (docs/BENCHMARKS.md, CPU knobs).
   """
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  per_rank = max(1, cores // local_size()) if cores >= local_size() else 1
-  intra = intra_op or per_rank
-  inter = inter_op or 2
+  intra = intra_op or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or cores_per_rank()
+  inter = inter_op or int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0) or 2
   tf.config.threading.set_intra_op_parallelism_threads(intra)
   tf.config.threading.set_inter_op_parallelism_threads(inter)
   return intra, inter

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# CPU threading environment for one tfscale rank, from the cores that rank owns.
+#
+#   source scripts/cpu_env.sh [CORES_PER_RANK]         # in a shell: exports the variables
+#   scripts/cpu_env.sh [CORES_PER_RANK] -- CMD ARGS…   # as a rank wrapper: exports them, then execs CMD
+#   scripts/cpu_env.sh [CORES_PER_RANK] --print        # shows what it would set
+#
+# The launchers in scripts/launch/ put it in front of every rank's command, so each rank computes its
+# share on its own node after mpirun/srun have bound it. Cores per rank, first that applies:
+#   1. CORES_PER_RANK given;
+#   2. SLURM_CPUS_PER_TASK (srun --cpus-per-task);
+#   3. the rank's CPU affinity (`nproc`) when the launcher bound it to fewer CPUs than the node has;
+#   4. the node's CPUs divided by the ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE,
+#      HOROVOD_LOCAL_SIZE), the rule tfscale applies itself when nothing is set.
+#
+# What each variable does with the stock TensorFlow 2.18 wheel (oneDNN built on TF's own thread pool;
+# `ldd` shows no OpenMP runtime linked):
+#   TF_NUM_INTRAOP_THREADS  read by TF and by tfscale (distributed.configure_threads): the oneDNN and Eigen
+#                           pool. The one that matters: 1 thread instead of 2 loses 41 % here.
+#   TF_NUM_INTEROP_THREADS  TF's pool for independent ops; 2 measured +6 % fp32 / +16 % bf16 over 1.
+#   OMP_NUM_THREADS         inert for TF ops; bounds OpenMP in NumPy/BLAS and in OpenMP builds of TF
+#                           (intel-tensorflow and custom builds), where it is the intra-op count.
+#   KMP_AFFINITY, KMP_BLOCKTIME  Intel OpenMP runtime only: inert with the stock wheel, right for OpenMP
+#                           builds (threads pinned compactly, and 1 ms spinning after a parallel region so
+#                           the next op finds them awake without starving the input pipeline's threads).
+# An explicit `--config.train.intra_op_threads` / `inter_op_threads` still wins over this file.
+_tfscale_cores_per_rank() {
+  if [[ -n ${1:-} ]]; then echo "$1"; return; fi
+  if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then echo "$SLURM_CPUS_PER_TASK"; return; fi
+  local bound all local_ranks
+  bound=$(nproc)
+  all=$(nproc --all)
+  if ((bound < all)); then echo "$bound"; return; fi
+  local_ranks=${OMPI_COMM_WORLD_LOCAL_SIZE:-${SLURM_NTASKS_PER_NODE:-${HOROVOD_LOCAL_SIZE:-1}}}
+  local_ranks=${local_ranks%%(*}   # SLURM_NTASKS_PER_NODE can read "2(x64)"
+  echo $((all / local_ranks > 0 ? all / local_ranks : 1))
+}
+
+_tfscale_cpu_env() {
+  local cores
+  cores=$(_tfscale_cores_per_rank "${1:-}")
+  [[ $cores =~ ^[1-9][0-9]*$ ]] || { echo "cpu_env.sh: cores per rank must be a positive integer, got '$cores'" >&2; return 2; }
+  export TF_NUM_INTRAOP_THREADS=$cores
+  export TF_NUM_INTEROP_THREADS=2
+  export OMP_NUM_THREADS=$cores
+  export KMP_AFFINITY=granularity=fine,compact,1,0
+  export KMP_BLOCKTIME=1
+}
+
+_tfscale_cpu_env_main() {
+  local cores=""
+  if [[ ${1:-} =~ ^[0-9]+$ ]]; then cores=$1; shift; fi
+  _tfscale_cpu_env "$cores" || return $?
+  case ${1:-} in
+    --print)
+      for name in TF_NUM_INTRAOP_THREADS TF_NUM_INTEROP_THREADS OMP_NUM_THREADS KMP_AFFINITY KMP_BLOCKTIME; do
+        echo "export $name=${!name}"
+      done ;;
+    --)
+      shift
+      (($#)) || { echo "cpu_env.sh: no command after --" >&2; return 2; }
+      exec "$@" ;;
+    "") ;;
+    *) echo "cpu_env.sh: usage: cpu_env.sh [CORES_PER_RANK] [--print | -- CMD …]" >&2; return 2 ;;
+  esac
+}
+
+_tfscale_cpu_env_main "$@"
