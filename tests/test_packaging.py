@@ -16,9 +16,10 @@ def test_console_scripts_are_installed_and_answer_help():
   config = configparser.ConfigParser()
   config.read(os.path.join(REPO, "setup.cfg"))
   scripts = dict(line.split(" = ") for line in config["options.entry_points"]["console_scripts"].strip().splitlines())
-  assert set(scripts) == {"tfscale-train", "tfscale-eval", "tfscale-recipe", "tfscale-prep"}
+  assert set(scripts) == {"tfscale-train", "tfscale-eval", "tfscale-recipe", "tfscale-plan", "tfscale-prep"}
   for script, expected_flag in (("tfscale-train", "--config"), ("tfscale-eval", "--snapshots"),
-                                ("tfscale-recipe", "--global_batch"), ("tfscale-prep", "--raw_dir")):
+                                ("tfscale-recipe", "--global_batch"), ("tfscale-plan", "--nodes"),
+                                ("tfscale-prep", "--raw_dir")):
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), script), "--helpfull"],
                             capture_output=True, text=True, timeout=120)
     assert expected_flag in result.stdout, script

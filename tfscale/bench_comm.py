@@ -9,7 +9,7 @@ r"""Communication benchmarks: what allreduce costs a ResNet-50 step, and how clo
          1 rank × 1 thread, for each of --weak_models; efficiency = per-rank images/s ratio.
   python -m tfscale.bench comm_worker [--comm_sizes=…]
       the allreduce measurement itself, run under any launcher (the parent above, or the network-namespace
-      hosts of scripts/netns/); rank 0 prints a table and one `BENCH_RESULT {json}` line.
+      hosts of scripts/netns/); rank 0 prints a table and writes the numbers to --result_file as JSON.
 
 Bandwidths follow the NCCL-tests convention: algorithm bandwidth = payload bytes / time, bus bandwidth =
 algorithm bandwidth × 2(n−1)/n, the bytes each rank's link carries in a ring allreduce; with 2 ranks the
@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -30,10 +31,17 @@ flags.DEFINE_integer("comm_repeats", 5, "`comm`: timed allreduces per measuremen
 flags.DEFINE_list("comm_sizes", [], "`comm_worker`: also time flat fp32 allreduces of these many bytes "
                   "(e.g. 4096,65536,1048576,16777216): the α-β calibration of `python -m tfscale.plan`.")
 flags.DEFINE_list("weak_models", ["resnet50", "wrn50_2"], "`comm`: models of the weak-scaling measurement.")
+flags.DEFINE_bool("allreduce", True, "`comm`: run the allreduce part (--noallreduce: weak scaling only).")
 flags.DEFINE_integer("weak_steps", 3, "`comm`: timed training steps per weak-scaling run.")
 flags.DEFINE_integer("weak_batch", 32, "`comm`: per-rank batch of the weak-scaling runs.")
+flags.DEFINE_string("result_file", None, "`model`, `comm_worker`: rank 0 also writes its numbers here as JSON "
+                    "(how parent benchmarks read their children: launchers mangle long stdout lines).")
 
-RESULT_PREFIX = "BENCH_RESULT "
+
+def write_result(result):
+  if FLAGS.result_file:
+    with open(FLAGS.result_file, "w") as f:
+      json.dump(result, f)
 
 
 def gradient_shapes(name: str = "resnet50"):
@@ -123,7 +131,7 @@ def comm_worker():
                 not hvd.gloo_enabled() else "gloo", local_size=hvd.local_size())
   if hvd.rank() == 0:
     print(allreduce_table([result]))
-    print(RESULT_PREFIX + json.dumps(result))
+    write_result(result)
 
 
 def bus_gbps(row, ranks):
@@ -145,12 +153,31 @@ def allreduce_table(results) -> str:
 
 
 def run_child(argv, env=None):
-  """Runs a benchmark child; returns the JSON of its BENCH_RESULT line (raises with its stderr if none)."""
-  child = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
-  for line in child.stdout.splitlines():
-    if line.startswith(RESULT_PREFIX):
-      return json.loads(line[len(RESULT_PREFIX):])
-  raise RuntimeError(f"{' '.join(argv[:6])}… exited {child.returncode} without a result:\n{child.stderr[-3000:]}")
+  """Runs a benchmark child with --result_file appended; returns that JSON (raises with its stderr if none)."""
+  with tempfile.TemporaryDirectory() as scratch:
+    path = os.path.join(scratch, "result.json")
+    child = subprocess.run([*argv, f"--result_file={path}"], capture_output=True, text=True,
+                           env={**os.environ, **(env or {})})
+    if child.returncode == 0 and os.path.exists(path):
+      with open(path) as f:
+        return json.load(f)
+  raise RuntimeError(f"{' '.join(argv[:8])}… exited {child.returncode} without a result:\n{child.stderr[-3000:]}")
+
+
+def run_children_at_once(argvs):
+  """images/s of `model` children started together (each with its own --result_file)."""
+  with tempfile.TemporaryDirectory() as scratch:
+    paths = [os.path.join(scratch, f"{i}.json") for i in range(len(argvs))]
+    children = [subprocess.Popen([*argv, f"--result_file={path}"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for argv, path in zip(argvs, paths)]
+    errors = [child.communicate()[1] for child in children]
+    rates = []
+    for child, path, error in zip(children, paths, errors):
+      if child.returncode != 0 or not os.path.exists(path):
+        raise RuntimeError(f"a concurrent benchmark child failed ({child.returncode}):\n{error[-3000:]}")
+      with open(path) as f:
+        rates.append(json.load(f)[0]["images_per_second"])
+    return rates
 
 
 MPI_ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -164,13 +191,33 @@ def weak_scaling_argv(model, ranks):
   """1 rank pinned to core 0, or 2 ranks pinned one core each by mpirun; 1 intra- and 1 inter-op thread."""
   bench = [sys.executable, "-m", "tfscale.bench", "model", f"--models={model}", f"--batches={FLAGS.weak_batch}",
            "--dtypes=float32", "--nobare", "--rounds=1", f"--steps={FLAGS.weak_steps}", "--intra_op_threads=1",
-           "--inter_op_threads=1", "--gemm_ceiling=False"]
+           "--inter_op_threads=1", "--nogemm_ceiling"]
   if ranks == 1:
     return ["taskset", "-c", "0", *bench]
   return ["mpirun", "-np", str(ranks), "--map-by", "core", "--bind-to", "core", *bench]
 
 
+# Weak-scaling contenders: name → (ranks, label, environment). "independent" runs two unconnected 1-rank
+# processes at once, one per core: what sharing the node costs without any communication, the ceiling
+# of weak scaling on this host. "defaults" keeps Horovod's and Open MPI's own settings instead of
+# tfscale's (distributed.RUNTIME_DEFAULTS).
+WEAK_RUNS = {
+    "one": (1, "1 rank × 1 thread", {}),
+    "tfscale": (2, "2 ranks × 1 thread", {}),
+    "independent": (2, "2 independent 1-rank processes, no communication", {}),
+    "defaults": (2, "2 ranks, Horovod/Open MPI defaults", {"TFSCALE_HOROVOD_DEFAULTS": "1"}),
+}
+flags.DEFINE_list("weak_runs", list(WEAK_RUNS), f"`comm`: weak-scaling contenders ({', '.join(WEAK_RUNS)}); "
+                  "'one' always runs, as the baseline.")
+
+
 def bench_comm():
+  if FLAGS.allreduce:
+    bench_allreduce()
+  bench_weak_scaling()
+
+
+def bench_allreduce():
   results = []
   for controller in ("mpi", "gloo"):
     result = run_child(horovodrun(controller, ["tfscale.bench", "comm_worker",
@@ -185,18 +232,28 @@ def bench_comm():
   print(allreduce_table(results))
   print(f"\nbf16 on the wire: {first['bf16']}")
 
+
+def bench_weak_scaling():
   print("\nweak scaling: per-rank images/s of the training step (fp32, batch "
-        f"{FLAGS.weak_batch} per rank, 1 thread per rank), rounds alternating\n")
-  print("| model | 1 rank × 1 thread | 2 ranks × 1 thread (per rank) | efficiency | per round |\n"
-        "|---|---:|---:|---:|---|")
+        f"{FLAGS.weak_batch} per rank, 1 thread per rank, each rank pinned to its core), rounds alternating; "
+        "efficiency = median of per-round ratios to 1 rank alone\n")
+  runs = [WEAK_RUNS["one"]] + [WEAK_RUNS[name] for name in FLAGS.weak_runs if name != "one"]
+  print("| model | " + " | ".join(label for _, label, _ in runs) + " |\n|---|" + "---:|" * len(runs))
   for model in FLAGS.weak_models:
-    rates = {1: [], 2: []}
+    rates = [[] for _ in runs]
     for round_ in range(FLAGS.rounds):
-      for ranks in ((1, 2) if round_ % 2 == 0 else (2, 1)):
-        rows = run_child(weak_scaling_argv(model, ranks), MPI_ROOT_ENV)
-        rates[ranks].append(rows[0]["images_per_second"])
-        print(f"{model} round {round_ + 1}: {ranks} rank(s): {rates[ranks][-1]:.3f} images/s per rank",
-              file=sys.stderr)
-    ratios = [two / one for one, two in zip(rates[1], rates[2])]
-    print(f"| {model} | {statistics.median(rates[1]):.3f} | {statistics.median(rates[2]):.3f} | "
-          f"**{100 * statistics.median(ratios):.1f} %** | {' '.join(f'{100 * r:.1f}' for r in ratios)} |")
+      for index in (range(len(runs)) if round_ % 2 == 0 else reversed(range(len(runs)))):
+        ranks, label, env = runs[index]
+        if label.startswith("2 independent"):
+          rates[index].append(statistics.mean(run_children_at_once(
+              [["taskset", "-c", str(core), *weak_scaling_argv(model, 1)[3:]] for core in (0, 1)])))
+        else:
+          rows = run_child(weak_scaling_argv(model, ranks), {**MPI_ROOT_ENV, **env})
+          rates[index].append(rows[0]["images_per_second"])
+        print(f"{model} round {round_ + 1}: {label}: {rates[index][-1]:.3f} images/s per rank", file=sys.stderr)
+    cells = [f"{statistics.median(rates[0]):.3f}"]
+    for index in range(1, len(runs)):
+      ratios = [r / one for r, one in zip(rates[index], rates[0])]
+      cells.append(f"{statistics.median(rates[index]):.3f} (**{100 * statistics.median(ratios):.1f} %**: "
+                   + " ".join(f"{100 * r:.0f}" for r in ratios) + ")")
+    print(f"| {model} | " + " | ".join(cells) + " |")

@@ -15,10 +15,23 @@ import horovod.tensorflow.keras as hvd_keras
 _initialized = False
 
 
+# Horovod's background thread negotiates every few milliseconds, and Open MPI busy-polls while it waits for
+# the other ranks. Every core of a rank already runs oneDNN threads, so that polling takes compute from its
+# own rank: 2 ranks × 1 core trained ResNet-50 at 50 % of one rank alone with Open MPI's default, 88 % with
+# MPI yielding the core when idle, as much as two unconnected processes sharing the node reach
+# (docs/SCALING.md, weak scaling). Set before hvd.init(): MPI reads its MCA parameters at MPI_Init; the
+# environment (or mpirun --mca) still wins. A longer HOROVOD_CYCLE_TIME did not help measurably and delays
+# every allreduce (161 unfused ones took 3.2 s at 20 ms), so Horovod's own stays.
+RUNTIME_DEFAULTS = {"OMPI_MCA_mpi_yield_when_idle": "1"}
+
+
 def init():
   """Initialises Horovod once; safe to call again."""
   global _initialized
   if not _initialized:
+    if os.environ.get("TFSCALE_HOROVOD_DEFAULTS") != "1":   # 1: keep Horovod's and Open MPI's (benchmarks)
+      for name, value in RUNTIME_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     hvd.init()
     _initialized = True
 

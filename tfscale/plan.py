@@ -96,15 +96,18 @@ def node_rate_for(observed_images_per_second: float, job: Job, network: Network)
 
 
 def fit_alpha_beta(sweep, ranks: int, algorithm: str = "halving_doubling"):
-  """Least-squares α, β of t = c·α + 2(p−1)/p · n/β from (bytes, seconds) points of one flat allreduce
-  (`bench comm_worker --comm_sizes=…` over the namespace links). Returns (α seconds, β bytes/s)."""
+  """α, β of t = c·α + 2(p−1)/p · n/β fitted to (bytes, seconds) points of one flat allreduce
+  (`bench comm_worker --comm_sizes=…` over the namespace links). Least squares in relative error (each
+  point weighted by 1/t²), so 4 KB and 64 MB messages both count. Returns (α seconds, β bytes/s)."""
   c = latency_steps(ranks, algorithm)
   k = 2 * (ranks - 1) / ranks
-  xs = [k * point["bytes"] for point in sweep]
-  ys = [point["seconds"] for point in sweep]
-  n = len(xs)
-  mean_x, mean_y = sum(xs) / n, sum(ys) / n
-  slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+  points = [(k * point["bytes"], point["seconds"]) for point in sweep]
+  weights = [1 / y ** 2 for _, y in points]
+  sw = sum(weights)
+  mean_x = sum(w * x for w, (x, _) in zip(weights, points)) / sw
+  mean_y = sum(w * y for w, (_, y) in zip(weights, points)) / sw
+  slope = (sum(w * (x - mean_x) * (y - mean_y) for w, (x, y) in zip(weights, points))
+           / sum(w * (x - mean_x) ** 2 for w, (x, _) in zip(weights, points)))
   intercept = mean_y - slope * mean_x
   return max(intercept, 0.0) / c, 1.0 / slope
 
@@ -158,24 +161,29 @@ def published_check(overlap: float):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("nodes", ["1", "2", "4", "8", "16", "32", "64", "128", "256", "512"], "Node counts to predict.")
-flags.DEFINE_string("system", None, f"Preset network and ranks per node: {', '.join(SYSTEMS)}.")
-flags.DEFINE_float("node_images_per_second", 98.5, "One node's training throughput at --batch_per_rank "
-                   "(measure it: `python -m tfscale.bench model` on one node with its ranks).")
-flags.DEFINE_integer("ranks_per_node", None, "Ranks per node (default: the system's, else 2).")
-flags.DEFINE_integer("batch_per_rank", 32, "Images per rank per step.")
-flags.DEFINE_enum("model", "resnet50", list(GRADIENT_FLOATS), "Whose gradient is allreduced.")
-flags.DEFINE_enum("wire", "fp32", ["fp32", "fp16"], "Gradient precision on the wire (fp16: Horovod compression).")
-flags.DEFINE_float("link_gbps", None, "Node link bandwidth, Gbit/s each direction (overrides the system's).")
-flags.DEFINE_float("latency_us", None, "Per-message latency α, µs (overrides the system's).")
-flags.DEFINE_enum("algorithm", "halving_doubling", ["halving_doubling", "ring"], "Inter-node allreduce.")
-flags.DEFINE_float("overlap", 0.0, "Share of the backward pass the allreduce hides behind (0: none, as "
-                   "measured for tf_keras + Horovod in docs/SCALING.md).")
-flags.DEFINE_float("epochs", 90, "Epochs to train.")
-flags.DEFINE_integer("train_images", ILSVRC2012_TRAIN_IMAGES, "Training-set size.")
-flags.DEFINE_string("calibration", None, "JSON of `bench comm_worker --comm_sizes=…`: fit α and β to its sweep.")
-flags.DEFINE_bool("published", False, "Predict the seed paper's published points and compare.")
-flags.DEFINE_bool("json", False, "Print the predictions as JSON lines instead of a table.")
+
+
+def define_flags():
+  """The command line's flags, defined when run as a program: the arithmetic above is imported by tests and
+  tools whose own --nodes and --ranks_per_node (tfscale.staging) would otherwise collide."""
+  flags.DEFINE_list("nodes", ["1", "2", "4", "8", "16", "32", "64", "128", "256", "512"], "Node counts to predict.")
+  flags.DEFINE_string("system", None, f"Preset network and ranks per node: {', '.join(SYSTEMS)}.")
+  flags.DEFINE_float("node_images_per_second", 98.5, "One node's training throughput at --batch_per_rank "
+                     "(measure it: `python -m tfscale.bench model` on one node with its ranks).")
+  flags.DEFINE_integer("ranks_per_node", None, "Ranks per node (default: the system's, else 2).")
+  flags.DEFINE_integer("batch_per_rank", 32, "Images per rank per step.")
+  flags.DEFINE_enum("model", "resnet50", list(GRADIENT_FLOATS), "Whose gradient is allreduced.")
+  flags.DEFINE_enum("wire", "fp32", ["fp32", "fp16"], "Gradient precision on the wire (fp16: Horovod compression).")
+  flags.DEFINE_float("link_gbps", None, "Node link bandwidth, Gbit/s each direction (overrides the system's).")
+  flags.DEFINE_float("latency_us", None, "Per-message latency α, µs (overrides the system's).")
+  flags.DEFINE_enum("algorithm", "halving_doubling", ["halving_doubling", "ring"], "Inter-node allreduce.")
+  flags.DEFINE_float("overlap", 0.25, "Share of the backward pass the allreduce hides behind; 0.25 fits tfscale's "
+                     "tf_keras + Horovod step on the namespace links (docs/SCALING.md).")
+  flags.DEFINE_float("epochs", 90, "Epochs to train.")
+  flags.DEFINE_integer("dataset_images", ILSVRC2012_TRAIN_IMAGES, "Training-set size.")
+  flags.DEFINE_string("calibration", None, "JSON of `bench comm_worker --comm_sizes=…`: fit α and β to its sweep.")
+  flags.DEFINE_bool("published", False, "Predict the seed paper's published points and compare.")
+  flags.DEFINE_bool("json", False, "Print the predictions as JSON lines instead of a table.")
 
 
 def network_from_flags() -> Network:
@@ -208,7 +216,7 @@ def main(argv):
   gradient_bytes = GRADIENT_FLOATS[FLAGS.model] * (4 if FLAGS.wire == "fp32" else 2)
   rows = [predict(Job(nodes=int(n), ranks_per_node=ranks_per_node, batch_per_rank=FLAGS.batch_per_rank,
                       node_images_per_second=FLAGS.node_images_per_second, gradient_bytes=gradient_bytes,
-                      overlap=FLAGS.overlap, epochs=FLAGS.epochs, train_images=FLAGS.train_images), network)
+                      overlap=FLAGS.overlap, epochs=FLAGS.epochs, train_images=FLAGS.dataset_images), network)
           for n in FLAGS.nodes]
   if FLAGS.json:
     for row in rows:
@@ -217,7 +225,7 @@ def main(argv):
   print(f"{FLAGS.model} gradient {gradient_bytes / 1e6:.1f} MB ({FLAGS.wire}); {ranks_per_node} ranks/node × "
         f"{FLAGS.batch_per_rank} images; node {FLAGS.node_images_per_second:g} img/s alone; α "
         f"{1e6 * network.alpha_seconds:.2f} µs, β {network.beta_bytes_per_second / 1e9:.2f} GB/s, "
-        f"{network.algorithm}, overlap {FLAGS.overlap:g}; {FLAGS.epochs:g} epochs of {FLAGS.train_images:,} images\n")
+        f"{network.algorithm}, overlap {FLAGS.overlap:g}; {FLAGS.epochs:g} epochs of {FLAGS.dataset_images:,} images\n")
   print("| nodes | global batch | compute s | allreduce s | exposed s | step s | images/s | efficiency | "
         "time to train |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   for r in rows:
@@ -229,6 +237,7 @@ def main(argv):
 
 
 def run():
+  define_flags()
   app.run(main)
 
 

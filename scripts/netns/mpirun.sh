@@ -6,6 +6,7 @@
 set -euo pipefail
 dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$dir/common.sh"
+source "$dir/../launch/common.sh"   # launch_print
 per_host=1 dry_run=0
 while (($#)); do
   case $1 in
@@ -26,7 +27,7 @@ command=(mpirun -np $((${#addresses[@]} * per_host)) --host "$(IFS=,; echo "${sl
          --mca btl_tcp_if_include "$netns_subnet.0/24" --mca oob_tcp_if_include "$netns_subnet.0/24"
          --bind-to none -x PATH "$@")
 if ((dry_run)); then
-  printf '%q ' "${command[@]}"; echo
+  launch_print "${command[@]}"
 else
   exec "${command[@]}"
 fi

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The communication measurements over namespace hosts (docs/SCALING.md): for each link rate,
+#   1. the allreduce benchmark (ResNet-50's gradients, fp32/fp16, fused/per variable) plus a sweep of
+#      flat allreduces whose α-β fit calibrates `python -m tfscale.plan`;
+#   2. the real training step of 2 hosts × 1 rank × 1 thread over that link, beside 1 rank alone
+#      (pinned to one core): the exposed communication, hence the overlap the planner should assume.
+#
+#   scripts/netns/bench.sh [--rates=1gbit,200mbit] [--out=runs/netns] [--steps=3] [--batch=16]
+# Needs root and network namespaces; run it on an otherwise idle machine.
+set -euo pipefail
+dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$dir/../.." && pwd)
+rates=1gbit,200mbit out=$repo/runs/netns steps=3 batch=16
+for arg; do
+  case $arg in
+    --rates=*) rates=${arg#*=} ;;
+    --out=*) out=${arg#*=} ;;
+    --steps=*) steps=${arg#*=} ;;
+    --batch=*) batch=${arg#*=} ;;
+    *) echo "usage: bench.sh [--rates=R1,R2] [--out=DIR] [--steps=N] [--batch=B]" >&2; exit 2 ;;
+  esac
+done
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+python=${PYTHON:-$repo/.venv/bin/python}
+mkdir -p "$out"
+cd "$repo"
+sizes=4096,65536,1048576,4194304,16777216,67108864
+step=(-m tfscale.bench model --models=resnet50 "--batches=$batch" --dtypes=float32 --nobare --rounds=1
+      "--steps=$steps" --intra_op_threads=1 --inter_op_threads=1 --nogemm_ceiling)
+trap '"$dir/down.sh"' EXIT
+
+echo "== 1 rank × 1 thread alone (core 0): the step without communication"
+taskset -c 0 "$python" "${step[@]}" "--result_file=$out/step-1rank.json" | grep -E '^\| resnet50'
+for rate in ${rates//,/ }; do
+  "$dir/up.sh" --hosts=2 --rate="$rate"
+  echo "== $rate: allreduce over 2 hosts"
+  "$dir/mpirun.sh" -- "$python" -m tfscale.bench comm_worker --comm_repeats=5 "--comm_sizes=$sizes" \
+    "--result_file=$out/allreduce-$rate.json" | tee "$out/allreduce-$rate.txt"
+  echo "== $rate: training step, 2 hosts × 1 rank × 1 thread"
+  "$dir/mpirun.sh" -- "$repo/scripts/cpu_env.sh" 1 -- "$python" "${step[@]}" \
+    "--result_file=$out/step-2hosts-$rate.json" | grep -E '^\| resnet50'
+  "$dir/down.sh"
+done
+echo "results in $out"

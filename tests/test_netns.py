@@ -1,0 +1,90 @@
+"""Two hosts without a cluster: network namespaces joined through a bridge, links shaped with tc, MPI
+starting ranks in them through scripts/netns/rsh. Skipped where namespaces are not permitted."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+NETNS = os.path.join(REPO, "scripts/netns")
+# Names of their own, so the tests never touch namespaces a benchmark set up with the defaults.
+ENV = dict(os.environ, TFSCALE_NETNS_PREFIX="tfst-h", TFSCALE_NETNS_BRIDGE="tfstbr0", TFSCALE_NETNS_SUBNET="10.78.0",
+           TFSCALE_NETNS_STATE="/run/tfscale-netns-test", OMPI_ALLOW_RUN_AS_ROOT="1",
+           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def netns(script, *args, timeout=120, env=ENV):
+  return subprocess.run([os.path.join(NETNS, script), *args], capture_output=True, text=True, timeout=timeout,
+                        env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def two_hosts():
+  up = netns("up.sh", "--hosts=2", "--rate=1gbit")
+  if up.returncode == 3:
+    pytest.skip(up.stderr.strip())
+  assert up.returncode == 0, up.stderr
+  yield up
+  assert netns("down.sh").returncode == 0
+
+
+def tx_bytes(namespace):
+  return int(subprocess.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/eth0/statistics/tx_bytes"],
+                            capture_output=True, text=True, check=True).stdout)
+
+
+ALLREDUCE = """
+import json, os, socket
+import numpy as np
+import tfscale, tensorflow as tf
+import horovod.tensorflow as hvd
+hvd.init()
+total = hvd.allreduce(tf.fill([4 * 2 ** 20], float(hvd.rank() + 1)), op=hvd.Sum).numpy()
+address = os.popen("ip -o -4 addr show eth0").read().split()[3]
+print(json.dumps({"rank": hvd.rank(), "size": hvd.size(), "local_size": hvd.local_size(), "address": address,
+                  "values": sorted(set(total.tolist()))}))
+"""
+
+
+def test_an_allreduce_between_two_namespace_hosts_crosses_the_shaped_link(two_hosts):
+  assert "2 hosts (10.78.0.11 10.78.0.12), links 1gbit" in two_hosts.stdout
+  shaping = subprocess.run(["ip", "netns", "exec", "tfst-h1", "tc", "qdisc", "show", "dev", "eth0"],
+                           capture_output=True, text=True, check=True).stdout
+  assert "rate 1Gbit" in shaping
+  before = tx_bytes("tfst-h1")
+  run = netns("mpirun.sh", "--", sys.executable, "-c", ALLREDUCE, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  ranks = sorted((json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")),
+                 key=lambda r: r["rank"])
+  assert [r["address"] for r in ranks] == ["10.78.0.11/24", "10.78.0.12/24"]
+  assert all(r["size"] == 2 and r["local_size"] == 1 and r["values"] == [3.0] for r in ranks)
+  # 16 MiB of floats: with 2 ranks each host sends half the buffer reduced and half the result back.
+  assert tx_bytes("tfst-h1") - before > 0.9 * 16 * 2 ** 20
+
+
+def test_a_two_host_training_run(two_hosts, digits_shards, tmp_path):
+  workdir = tmp_path / "run"
+  run = netns("mpirun.sh", "--", sys.executable, "-m", "tfscale.train", "--config=configs/demo_digits.py:tiny",
+              f"--workdir={workdir}", f"--config.data.dir={digits_shards}", timeout=900)
+  assert run.returncode == 0, run.stderr[-3000:]
+  log = run.stdout + run.stderr
+  assert "2 rank(s) × 32 = global batch 64" in log, log[-3000:]
+  assert list((workdir / "snapshots").iterdir())
+
+
+def test_dry_run_and_refusals_need_no_namespaces(tmp_path):
+  state = tmp_path / "state"
+  state.mkdir()
+  (state / "hosts").write_text("10.9.0.11 x-h1\n10.9.0.12 x-h2\n")
+  env = dict(ENV, TFSCALE_NETNS_STATE=str(state), TFSCALE_NETNS_SUBNET="10.9.0")
+  out = netns("mpirun.sh", "--ranks-per-host=2", "--dry-run", "--", "python", "-m", "tfscale.bench", env=env).stdout
+  assert out.split() == ["mpirun", "-np", "4", "--host", "10.9.0.11:2,10.9.0.12:2", "--mca", "plm_rsh_agent",
+                         os.path.join(NETNS, "rsh"), "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include",
+                         "10.9.0.0/24", "--mca", "oob_tcp_if_include", "10.9.0.0/24", "--bind-to", "none", "-x",
+                         "PATH", "python", "-m", "tfscale.bench"]
+  unknown = netns("rsh", "-x", "10.9.0.99", "true", env=env)
+  assert unknown.returncode == 2 and "unknown host 10.9.0.99" in unknown.stderr
+  assert netns("up.sh", "--rate=fast").returncode == 2
