@@ -17,9 +17,8 @@ _initialized = False
 
 # Horovod's background thread negotiates every few milliseconds, and Open MPI busy-polls while it waits for
 # the other ranks. Every core of a rank already runs oneDNN threads, so that polling takes compute from its
-# own rank: 2 ranks × 1 core trained ResNet-50 at 50 % of one rank alone with Open MPI's default, 88 % with
-# MPI yielding the core when idle, as much as two unconnected processes sharing the node reach
-# (docs/SCALING.md, weak scaling). Set before hvd.init(): MPI reads its MCA parameters at MPI_Init; the
+# own rank: 2 ranks × 1 core trained ResNet-50 at 61 % of one rank alone with Open MPI's default polling,
+# 101 % (WRN-50-2: 97 %) with MPI yielding the core when idle (docs/BENCHMARKS.md, weak scaling). Set before hvd.init(): MPI reads its MCA parameters at MPI_Init; the
 # environment (or mpirun --mca) still wins. A longer HOROVOD_CYCLE_TIME did not help measurably and delays
 # every allreduce (161 unfused ones took 3.2 s at 20 ms), so Horovod's own stays.
 RUNTIME_DEFAULTS = {"OMPI_MCA_mpi_yield_when_idle": "1"}
