@@ -203,8 +203,6 @@ def gemm_ceiling(dtype, n=2048, repeats=10) -> float:
   return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-
-
 def _tfscale_model(name, batch):
   """(model, dataset): tfscale's model with the flags' optimizer and compile knobs, on synthetic input."""
   from tfscale import distributed, input_pipeline
@@ -260,14 +258,15 @@ def bench_model():
         for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):
           rates[name].append(batch / _timed_fit(*contenders[name], FLAGS.steps)[0])
           say(f"{dtype} batch {batch} round {round_ + 1}: {name}: {rates[name][-1]:.2f} images/s")
+      flops = {name: forward_flops(model) for name, (model, _) in contenders.items()}
       for name in FLAGS.models:
         rate = statistics.median(rates[name])
-        gflops = 3 * forward_flops(contenders[name][0]) * rate / 1e9
+        gflops = 3 * flops[name] * rate / 1e9
         vs_bare = (statistics.median(a / b for a, b in zip(rates[name], rates[BARE]))
                    if FLAGS.bare and name == "resnet50" else None)
         # tf_keras's ResNet50 is v1 (stride on the first 1×1 conv): 7.72 GFLOP forward against v1.5's 8.18,
         # so images/s alone undersells v1.5 by 6 %; the per-FLOP ratio compares the work done.
-        work = forward_flops(contenders[name][0]) / forward_flops(contenders[BARE][0]) if vs_bare else None
+        work = flops[name] / flops[BARE] if vs_bare else None
         rows.append({"model": name, "dtype": dtype, "batch": batch, "images_per_second": rate, "gflops": gflops,
                      "ceiling_share": gflops / ceilings[dtype], "vs_bare": vs_bare,
                      "vs_bare_per_flop": vs_bare * work if vs_bare else None,

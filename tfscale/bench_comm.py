@@ -81,18 +81,20 @@ def _median_seconds(run, repeats):
 def measure_allreduce(shapes, repeats, sizes=()):
   """Rows {mode, wire, tensors, bytes, seconds} for each way of allreducing `shapes`, plus the flat sweep."""
   import tensorflow as tf
-  import horovod.tensorflow as hvd
-  rng = np.random.default_rng(hvd.rank())
+  from tfscale import distributed
+  rng = np.random.default_rng(distributed.rank())
   grads = [tf.constant(rng.standard_normal(shape, np.float32)) for shape in shapes]
   flat = tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
   floats = int(flat.shape[0])
 
   def cast_sum(tensor, wire):
-    return tf.cast(hvd.allreduce(tf.cast(tensor, wire), op=hvd.Sum), tf.float32)
+    return tf.cast(distributed.allreduce_tensor_sum(tf.cast(tensor, wire)), tf.float32)
 
   flat_fn = {wire: tf.function(lambda x, wire=wire: cast_sum(x, wire)) for wire in (tf.float32, tf.float16)}
-  grouped_fn = {wire: tf.function(lambda ts, wire=wire: [tf.cast(t, tf.float32) for t in hvd.grouped_allreduce(
-      [tf.cast(t, wire) for t in ts], op=hvd.Sum)]) for wire in (tf.float32, tf.float16)}
+  grouped_fn = {wire: tf.function(lambda ts, wire=wire: [tf.cast(t, tf.float32) for t in
+                                                          distributed.grouped_allreduce_tensor_sum(
+                                                              [tf.cast(t, wire) for t in ts])])
+                for wire in (tf.float32, tf.float16)}
 
   def per_variable(wire):
     for g in grads:  # eager: each call blocks until its allreduce is done, so nothing is fused
@@ -107,7 +109,7 @@ def measure_allreduce(shapes, repeats, sizes=()):
       rows.append({"mode": mode, "wire": wire_name, "tensors": tensors, "bytes": floats * width,
                    "fp32_bytes": floats * 4, "seconds": _median_seconds(run, repeats)})
   try:
-    hvd.allreduce(tf.zeros([8], tf.bfloat16), op=hvd.Sum).numpy()
+    distributed.allreduce_tensor_sum(tf.zeros([8], tf.bfloat16)).numpy()
     bf16 = "supported"
   except Exception as error:  # Horovod 0.28.1 registers its allreduce for int and float16/32/64 only
     bf16 = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
@@ -122,14 +124,12 @@ def measure_allreduce(shapes, repeats, sizes=()):
 def comm_worker():
   """One allreduce measurement under whatever launcher started this process; rank 0 reports."""
   from tfscale import distributed
-  import horovod.tensorflow as hvd
   distributed.init()
   shapes = gradient_shapes("resnet50")
   result = measure_allreduce(shapes, FLAGS.comm_repeats, FLAGS.comm_sizes)
-  memcpy = memcpy_gbps(result["floats"] * 4)
-  result.update(ranks=hvd.size(), memcpy_gbps=memcpy, controller="mpi" if hvd.mpi_enabled() and
-                not hvd.gloo_enabled() else "gloo", local_size=hvd.local_size())
-  if hvd.rank() == 0:
+  result.update(ranks=distributed.size(), memcpy_gbps=memcpy_gbps(result["floats"] * 4),
+                controller=distributed.controller(), local_size=distributed.local_size())
+  if distributed.is_chief():
     print(allreduce_table([result]))
     write_result(result)
 
@@ -187,14 +187,18 @@ def horovodrun(controller, module_argv):
   return ["horovodrun", "-np", "2", "-H", "localhost:2", f"--{controller}", sys.executable, "-m", *module_argv]
 
 
+def weak_step_argv(model):
+  """The training-step benchmark of one rank with 1 intra- and 1 inter-op thread."""
+  return [sys.executable, "-m", "tfscale.bench", "model", f"--models={model}", f"--batches={FLAGS.weak_batch}",
+          "--dtypes=float32", "--nobare", "--rounds=1", f"--steps={FLAGS.weak_steps}", "--intra_op_threads=1",
+          "--inter_op_threads=1", "--nogemm_ceiling"]
+
+
 def weak_scaling_argv(model, ranks):
-  """1 rank pinned to core 0, or 2 ranks pinned one core each by mpirun; 1 intra- and 1 inter-op thread."""
-  bench = [sys.executable, "-m", "tfscale.bench", "model", f"--models={model}", f"--batches={FLAGS.weak_batch}",
-           "--dtypes=float32", "--nobare", "--rounds=1", f"--steps={FLAGS.weak_steps}", "--intra_op_threads=1",
-           "--inter_op_threads=1", "--nogemm_ceiling"]
+  """1 rank pinned to core 0, or `ranks` ranks pinned one core each by mpirun."""
   if ranks == 1:
-    return ["taskset", "-c", "0", *bench]
-  return ["mpirun", "-np", str(ranks), "--map-by", "core", "--bind-to", "core", *bench]
+    return ["taskset", "-c", "0", *weak_step_argv(model)]
+  return ["mpirun", "-np", str(ranks), "--map-by", "core", "--bind-to", "core", *weak_step_argv(model)]
 
 
 # Weak-scaling contenders: name → (ranks, label, environment). "independent" runs two unconnected 1-rank
@@ -246,7 +250,7 @@ def bench_weak_scaling():
         ranks, label, env = runs[index]
         if label.startswith("2 independent"):
           rates[index].append(statistics.mean(run_children_at_once(
-              [["taskset", "-c", str(core), *weak_scaling_argv(model, 1)[3:]] for core in (0, 1)])))
+              [["taskset", "-c", str(core), *weak_step_argv(model)] for core in (0, 1)])))
         else:
           rows = run_child(weak_scaling_argv(model, ranks), {**MPI_ROOT_ENV, **env})
           rates[index].append(rows[0]["images_per_second"])

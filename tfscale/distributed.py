@@ -120,6 +120,22 @@ def allreduce_sum(value):
   return hvd.allreduce(tf.constant(array), op=hvd.Sum, name=None).numpy()
 
 
+def controller() -> str:
+  """"mpi" or "gloo": which of Horovod's controllers this world runs on."""
+  init()
+  return "gloo" if hvd.gloo_enabled() else "mpi"
+
+
+def allreduce_tensor_sum(tensor):
+  """The sum over ranks of a tensor, in its own dtype (works inside tf.function; the raw op benchmarks time)."""
+  return hvd.allreduce(tensor, op=hvd.Sum)
+
+
+def grouped_allreduce_tensor_sum(tensors):
+  """Sums over ranks of a list of tensors, negotiated and fused together as DistributedOptimizer does."""
+  return hvd.grouped_allreduce(list(tensors), op=hvd.Sum)
+
+
 def allgather_floats(value: float) -> np.ndarray:
   """Every rank's `value`, in rank order, on every rank."""
   if size() == 1:

@@ -126,9 +126,9 @@ SYSTEMS = {
 # The seeds' published points (docs/SCALING.md gives each source and what is derived).
 PUBLISHED = [
     {"name": "64 SKX nodes, 72 epochs (sara-nl/caffe resnet50_custom_lr)", "system": "stampede2-skx", "nodes": 64,
-     "batch_per_rank": 32, "epochs": 72.3, "images_per_second": 6303, "minutes": 240, "calibrates": "b32"},
+     "batch_per_rank": 32, "epochs": 72.3, "images_per_second": 6303, "minutes": 240, "calibrates": True},
     {"name": "448 SKX nodes, 90 + 5 epochs (sara-nl/caffe resnet50_448nodes)", "system": "stampede2-skx",
-     "nodes": 448, "batch_per_rank": 16, "epochs": 95, "minutes": 65, "calibrates": "b16"},
+     "nodes": 448, "batch_per_rank": 16, "epochs": 95, "minutes": 65, "calibrates": True},
     {"name": "512 SKX nodes (issue 8, from the paper)", "system": "stampede2-skx", "nodes": 512,
      "batch_per_rank": 16, "epochs": 72.3, "minutes": 44},
     {"name": "768 KNL nodes, batch 16 per node (issue 8, from the paper)", "system": "knl-7250", "nodes": 768,
@@ -141,7 +141,7 @@ def published_check(overlap: float):
   Stampede2 SKX node are calibrated on the 64- and 448-node runs (no single-node number is published);
   the 512-node run is then predicted, and KNL is assumed to match an SKX node per image (Dell EMC's
   measurement: 'very similar to the Platinum models')."""
-  rates = {}
+  rates = {}   # per-node compute rate, by the per-rank batch it was calibrated at
   rows = []
   for point in PUBLISHED:
     system = SYSTEMS[point["system"]]
@@ -149,12 +149,9 @@ def published_check(overlap: float):
               node_images_per_second=1.0, gradient_bytes=4 * GRADIENT_FLOATS["resnet50"], overlap=overlap,
               epochs=point["epochs"])
     observed = point.get("images_per_second") or point["epochs"] * ILSVRC2012_TRAIN_IMAGES / (60 * point["minutes"])
-    if "calibrates" in point:
-      rates[point["calibrates"]] = node_rate_for(observed, job, system["network"])
-    per_node_batch = point["batch_per_rank"] * system["ranks_per_node"]
-    rate = rates["b32"] if per_node_batch >= 64 else rates["b16"]
-    if point["system"] == "knl-7250":   # 16 images per KNL node vs 32 per SKX node at the b16 calibration
-      rate = rates["b16"]
+    if point.get("calibrates"):
+      rates[point["batch_per_rank"]] = node_rate_for(observed, job, system["network"])
+    rate = rates[point["batch_per_rank"]]
     prediction = predict(dataclasses.replace(job, node_images_per_second=rate), system["network"])
     rows.append((point, rate, prediction, observed))
   return rows

@@ -66,12 +66,10 @@ for ((i = 1; i <= hosts; i++)); do
   shape "" "$ns"     # what host i receives
   echo "$(netns_host_ip "$i") $ns" >> "$netns_state/hosts"
 done
-{
-  echo "rate=$rate"
-  if [[ -n $delay && $netem_missing == 0 ]]; then echo "delay=$delay"; else echo "delay="; fi
-} > "$netns_state/link"
+applied_delay=$delay
 if ((netem_missing)); then
+  applied_delay=""
   echo "up.sh: this kernel has no netem qdisc; links are rate-limited to $rate but not delayed" >&2
 fi
-applied_delay=$(sed -n "s/^delay=//p" "$netns_state/link")
+printf 'rate=%s\ndelay=%s\n' "$rate" "$applied_delay" > "$netns_state/link"
 echo "up.sh: $hosts hosts ($(cut -d' ' -f1 "$netns_state/hosts" | paste -sd' ')), links $rate${applied_delay:+, delay $applied_delay}"
