@@ -5,8 +5,8 @@ r"""ResNet-50 on ImageNet-1K in 37 epochs: warmup, a short poly decay and one co
       --config=configs/resnet50_i1k_fast.py --workdir=/pfs/runs/r50_fast --config.data.dir=/local/i1k
 
 Target: 74 % top-1 in 37 epochs (the figure the project's brief attributes to the seed paper, arXiv
-1711.04291; its exact schedule is not in a source we could read). The plan is the 72-epoch recipe
-(configs/resnet50_i1k_ce72.py) without the re-warmup cycles: warmup 5 epochs to 1.6 (absolute, at 4,096),
+1711.04291; its exact schedule is not in a source we could read). The plan is ours: the 72-epoch recipe's
+smooth shape (configs/resnet50_i1k_ce72.py:smooth) without the re-warmup cycles: warmup 5 epochs to 1.6 (absolute, at 4,096),
 poly-1 for 20 epochs over a 55-epoch horizon (to ≈ 1.02, as in the 72-epoch run), a 7-epoch poly-2 over
 a 14-epoch horizon, then the 5-epoch collapse (augmentation off, weight decay ×4).
 """

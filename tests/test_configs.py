@@ -12,13 +12,16 @@ from tfscale.config_base import load_recipe
 from tfscale.recipe import PUBLISHED_TRAIN_IMAGES
 from conftest import REPO, run_module
 
-# recipe file, variant → (epochs, global batch, augmentation-collapse phases, snapshots)
+# recipe file, variant → (epochs of the tfscale plan at the published batch, global batch,
+# augmentation-collapse phases, snapshots). A Caffe chain's length is its iterations: 22,610 for ce72 at
+# 312 steps/epoch (1,281,167 // 4,096), 7,638 + 402 for 448n at 89 steps/epoch.
 RECIPES = {
-    ("resnet50_i1k_ce72", ""): (72, 4096, 1, 4),
+    ("resnet50_i1k_ce72", ""): (22610 / 312, 4096, 1, 4),
+    ("resnet50_i1k_ce72", "smooth"): (72, 4096, 1, 4),
     ("resnet50_i1k", ""): (90, 4096, 0, 1),
-    ("resnet50_i1k", "448n"): (90, 14336, 1, 2),
+    ("resnet50_i1k", "448n"): (8040 / 89, 14336, 1, 2),
     ("resnet50_i1k_fast", ""): (37, 4096, 1, 2),
-    ("wrn50_2_i1k", ""): (72, 4096, 1, 4),
+    ("wrn50_2_i1k", ""): (22610 / 312, 4096, 1, 4),
     ("wrn_i22k", ""): (30, 7680, 1, 2),
     ("wrn_places365", ""): (72, 4096, 1, 4),
     ("resnet50_i1k_lars", "8k"): (90, 8192, 0, 1),
@@ -59,26 +62,99 @@ def test_recipe_compiles_at_its_published_batch(name, variant):
   assert "horovodrun -np" in doc and f"--config=configs/{name}.py" in doc and "Target" in doc
 
 
-def test_ce72_reproduces_the_authors_caffe_solver_chain():
-  """Absolute LRs at global batch 4,096 where sara-nl/caffe's resnet50_custom_lr solvers put them."""
+# The solver files as their authors wrote them (github.com/sara-nl/caffe, models/intel_optimized_models/
+# multinode/): resnet50_custom_lr/solver_{init,cyc1,cyc2,cyc3,collapse}.prototxt at c31f1191, and
+# resnet50_448nodes/solver.prototxt + solver_collapse.prototxt at 002e2d77, whose README stops the main
+# solver at iteration 7,638 (`--weights=resnet_50_448nodes_iter_7638`). `noaug`: the net is train_val_noaug.
+CE72_SOLVERS = [
+    dict(base_lr=1.6, lr_policy="poly_cyc", power=1, max_iter=7800, lr_iter=18720, warmup_iter=1560,
+         warmup_start_lr=0.1, weight_decay=0.00005),
+    dict(base_lr=1.02, lr_policy="poly_cyc", power=2, max_iter=3750, lr_iter=7500, weight_decay=0.00005),
+    dict(base_lr=0.764, lr_policy="poly_cyc", power=2, max_iter=4750, lr_iter=7500, warmup_iter=1000,
+         warmup_start_lr=0.255, weight_decay=0.00005),
+    dict(base_lr=0.572, lr_policy="poly_cyc", power=2, max_iter=4750, lr_iter=7500, warmup_iter=1000,
+         warmup_start_lr=0.19, weight_decay=0.00005),
+    dict(base_lr=0.143, lr_policy="poly", power=2, max_iter=1560, weight_decay=0.0002, noaug=True),
+]
+R448_SOLVERS = [
+    dict(base_lr=4.8, lr_policy="poly", power=1, max_iter=8040, warmup_iter=446, warmup_start_lr=0.1,
+         weight_decay=0.00005, stopped_at=7638),
+    dict(base_lr=0.254, lr_policy="poly", power=2, max_iter=402, weight_decay=0.0001, noaug=True),
+]
+
+
+def caffe_learning_rate(solver, iteration):
+  """SGDSolver<Dtype>::GetLearningRate and GetWarmUpLR (sara-nl/caffe src/caffe/solvers/sgd_solver.cpp)."""
+  if solver.get("warmup_iter", 0) > 0 and iteration < solver["warmup_iter"]:
+    cur_iter = max(iteration, 0)
+    return (cur_iter * solver["base_lr"] + (solver["warmup_iter"] - cur_iter) * solver["warmup_start_lr"]) / \
+        solver["warmup_iter"]
+  if solver["lr_policy"] == "poly":
+    return solver["base_lr"] * (1.0 - iteration / solver["max_iter"]) ** solver["power"]
+  if solver["lr_policy"] == "poly_cyc":
+    return solver["base_lr"] * (1.0 - iteration / solver["lr_iter"]) ** solver["power"]
+  raise AssertionError(solver["lr_policy"])
+
+
+def what_the_chain_executes(solvers):
+  """Per iteration of the whole chain: (LR, weight decay, velocity starts empty, noaug). Each solver is a
+  fresh `caffe train --weights=…`: iter_ = 0 and empty momentum history at its start; Solver::Step runs
+  iterations 0 … max_iter − 1 (or until the authors stopped it)."""
+  rows = []
+  for solver in solvers:
+    for iteration in range(solver.get("stopped_at", solver["max_iter"])):
+      rows.append((caffe_learning_rate(solver, iteration), solver["weight_decay"], iteration == 0,
+                   solver.get("noaug", False)))
+  return [np.array(column) for column in zip(*rows)]
+
+
+@pytest.mark.parametrize("name,variant,solvers", [("resnet50_i1k_ce72", "", CE72_SOLVERS),
+                                                  ("resnet50_i1k", "448n", R448_SOLVERS),
+                                                  ("wrn50_2_i1k", "", CE72_SOLVERS)])
+def test_plan_is_the_caffe_chain_at_every_step(name, variant, solvers):
+  _, config = recipe(name, variant)
+  plan = compiled(config)
+  lr, weight_decay, reset, noaug = what_the_chain_executes(solvers)
+  assert plan.total_steps == len(lr) == sum(s.get("stopped_at", s["max_iter"]) for s in solvers)
+  np.testing.assert_allclose(plan.lr, lr, rtol=1e-9, atol=0)
+  np.testing.assert_array_equal(plan.weight_decay, weight_decay)
+  np.testing.assert_array_equal(plan.momentum_reset, reset)
+  np.testing.assert_array_equal(plan.collapse, noaug)
+  solver_ends = np.cumsum([s.get("stopped_at", s["max_iter"]) for s in solvers])
+  assert [step for _, step in plan.snapshot_steps()] == list(solver_ends[-len(plan.snapshot_steps()):])
+  assert config.model.bn_momentum == 0.95 and config.optim.name == "sgd" and config.optim.momentum == 0.9
+
+
+def test_the_chain_jumps_where_the_issue_says():
+  """The executed curve's values at the solver boundaries (issue 13's table), not the smooth variant's."""
   _, config = recipe("resnet50_i1k_ce72")
   plan = compiled(config)
-  lr_at = lambda epoch: plan.lr[round(epoch * plan.steps_per_epoch)]
-  assert lr_at(0) == pytest.approx(0.1, rel=1e-3)            # warmup_start_lr
-  assert lr_at(5) == pytest.approx(1.6, rel=1e-3)            # base_lr of solver_init
-  assert lr_at(25) == pytest.approx(1.02, rel=5e-3)          # base_lr of solver_cyc1
-  assert lr_at(37) == pytest.approx(0.255, rel=5e-3)         # warmup_start_lr of solver_cyc2
-  assert lr_at(40) == pytest.approx(0.764, rel=5e-3)         # base_lr of solver_cyc2
-  assert lr_at(52) == pytest.approx(0.19, rel=1e-2)          # warmup_start_lr of solver_cyc3
-  assert lr_at(55) == pytest.approx(0.572, rel=5e-3)         # base_lr of solver_cyc3
-  assert lr_at(67) == pytest.approx(0.143, rel=5e-3)         # base_lr of solver_collapse
-  assert plan.lr[-1] < 1e-3
-  assert [p["name"] for p in plan.phases] == ["warmup", "decay", "cycle1", "rewarmup2", "cycle2", "rewarmup3",
-                                              "cycle3", "collapse"]
-  collapse = plan.boundaries[-2]
-  assert not plan.collapse[:collapse].any() and plan.collapse[collapse:].all()
-  assert set(plan.weight_decay[:collapse]) == {5e-5} and set(plan.weight_decay[collapse:]) == {2e-4}
-  assert config.model.bn_momentum == 0.95 and config.optim.name == "sgd"
+  first = dict(zip([p["name"] for p in plan.phases], plan.boundaries[:-1]))
+  last = {name: step - 1 for name, step in zip(first, plan.boundaries[1:])}
+  expected = {"init": (0.1, 0.9334), "cyc1": (1.02, 0.2551), "cyc2": (0.255, 0.1028), "cyc3": (0.19, 0.07696),
+              "collapse": (0.143, 0.143 / 1560 ** 2)}
+  for name, (at_start, at_end) in expected.items():
+    assert plan.lr[first[name]] == pytest.approx(at_start, rel=1e-3)
+    assert plan.lr[last[name]] == pytest.approx(at_end, rel=1e-3)
+  assert plan.lr[1560] == pytest.approx(1.6 * (1 - 1560 / 18720))  # poly counted from iteration 0: 1.467
+  _, smooth = recipe("resnet50_i1k_ce72", "smooth")
+  smooth_plan = compiled(smooth)
+  assert not smooth_plan.momentum_reset.any()
+  assert smooth_plan.lr[round(5 * smooth_plan.steps_per_epoch)] == pytest.approx(1.6, rel=1e-3)
+
+
+def test_caffe_solver_keeps_its_images_at_another_batch():
+  """At half the published batch a solver runs twice the steps along the same curve in images."""
+  solver = schedules.caffe_solver("s", base_lr=1.0, lr_policy="poly_cyc", power=2, max_iter=100, lr_iter=200,
+                                  warmup_iter=10, warmup_start_lr=0.1, global_batch=512)
+  published = schedules.compile_plan([solver], steps_per_epoch=10, global_batch=512)
+  half = schedules.compile_plan([solver], steps_per_epoch=20, global_batch=256)
+  assert published.total_steps == 100 and half.total_steps == 200
+  np.testing.assert_allclose(half.lr[::2], published.lr / 2, rtol=1e-12)  # linear scaling rule
+  with pytest.raises(ValueError, match="lr_iter"):
+    schedules.caffe_solver("s", base_lr=1, lr_policy="poly_cyc", max_iter=10, global_batch=256)
+  with pytest.raises(ValueError, match="stop_iter"):
+    schedules.caffe_solver("s", base_lr=1, lr_policy="poly", max_iter=10, stop_iter=11, global_batch=256)
 
 
 def test_collapse_cycles_general_form():

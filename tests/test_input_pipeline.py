@@ -181,3 +181,54 @@ def test_skip_corrupt_keeps_training_going(info, data_config, tmp_path):
   data_config.skip_corrupt = True
   batches = sum(1 for _ in input_pipeline.train_dataset(broken, data_config, 64, deterministic=True).take(40))
   assert batches == 40
+
+
+def _intel_caffe_windows(shape, draws, aspect_change=0.75, scale=(0.08, 1.0)):
+  window = tf.function(lambda seed: input_pipeline.intel_caffe_crop_window(tf.constant(shape), scale,
+                                                                            aspect_change, seed))
+  return np.array([[int(v) for v in window(tf.constant([7, k], tf.int64))] for k in range(draws)])
+
+
+def test_intel_caffe_crop_aspect_range_area_distribution_and_swap():
+  """On a 4000×4000 image: the windows' h/w spans r² in [0.5625, 1.778] (swapped half the time), their
+  areas follow Caffe's draw-until-it-fits loop, and they stay inside the image."""
+  windows = _intel_caffe_windows((4000, 4000, 3), 3000)
+  y, x, h, w = windows.T
+  assert (y >= 0).all() and (x >= 0).all() and (y + h <= 4000).all() and (x + w <= 4000).all()
+  aspect = h / w
+  assert aspect.min() >= 0.5625 * 0.995 and aspect.max() <= (4 / 3) ** 2 * 1.005
+  assert aspect.min() < 0.6 and aspect.max() > 1.7  # the range is reached, not only 3/4–4/3
+  assert 0.45 < np.mean(aspect > 1) < 0.55        # the h/w swap
+  area = h * w / 4000 ** 2
+  assert area.min() >= 0.079 and area.max() <= 1.0
+  # Caffe's loop in NumPy: accepted areas are uniform draws conditioned on fitting (a square image rejects
+  # big areas at extreme aspect), so their histogram is the transcription's, not a flat one.
+  rng = np.random.default_rng(0)
+  a = (rng.integers(0, 921, (200_000, 10)) + 80) / 1000
+  r = (rng.integers(0, 584, (200_000, 10)) + 750) / 1000
+  fits = (a * r * r <= 1) & (a / (r * r) <= 1)
+  first = fits.argmax(axis=1)
+  reference = a[np.arange(len(a)), first][fits.any(axis=1)]
+  bins = np.linspace(0.08, 1.0, 7)
+  observed = np.histogram(area, bins)[0] / len(area)
+  expected = np.histogram(reference, bins)[0] / len(reference)
+  np.testing.assert_allclose(observed, expected, atol=0.025)
+  assert expected[0] > 1.3 * expected[-1]  # the conditioning is visible: not a uniform area
+
+
+def test_intel_caffe_crop_falls_back_to_a_square_of_the_shorter_side():
+  """With every draw too tall for a 10-pixel-high strip, Caffe resizes the shorter side to the crop size and
+  crops at random: the window is the 10×10 square at a random position."""
+  windows = _intel_caffe_windows((10, 4000, 3), 200, scale=(0.9, 1.0))
+  y, x, h, w = windows.T
+  assert (h == 10).all() and (w == 10).all() and (y == 0).all()
+  assert len(set(x)) > 100 and (x + w <= 4000).all()
+
+
+def test_intel_caffe_crop_in_the_pipeline(info, data_config):
+  data_config.crop, data_config.resize_method = "intel_caffe", "bicubic"
+  images, labels = batches(input_pipeline.train_dataset(info, data_config, 8, deterministic=True), 1)[0]
+  assert images.shape == (8, 32, 32, 3) and images.dtype == np.uint8 and images.max() > 100
+  data_config.crop = "nope"
+  with pytest.raises(ValueError, match="data.crop"):
+    input_pipeline.train_dataset(info, data_config, 8)

@@ -45,18 +45,75 @@ def test_matches_numpy_for_k_steps(adapt):
   assert int(opt.iterations.numpy()) == 5
 
 
-def test_weight_decay_selects_only_conv_and_dense_kernels():
+def test_weight_decay_selects_kernels_and_optionally_biases_never_bn():
   model = tf_keras.Sequential([tf_keras.layers.Input((8, 8, 3)), tf_keras.layers.Conv2D(4, 3, name="c"),
                                tf_keras.layers.BatchNormalization(name="bn"), tf_keras.layers.Flatten(),
                                tf_keras.layers.Dense(2, name="d")])
   decayed = sorted(v.name for v in model.trainable_variables if is_decayed(v))
   assert decayed == ["c/kernel:0", "d/kernel:0"]
+  caffe = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True))
+  assert caffe == ["c/bias:0", "c/kernel:0", "d/bias:0", "d/kernel:0"]
+
+
+def test_decay_biases_is_caffes_sgd_update():
+  """adapt=False, decay_biases=True: v ← m·v + lr·(g + wd·w) for kernel and bias, BN undecayed."""
+  rng = np.random.default_rng(3)
+  variables = [tf.Variable(rng.normal(size=shape), dtype=tf.float32, name=name)
+               for name, shape in (("fc/kernel", (4, 3)), ("fc/bias", (3,)), ("bn/gamma", (3,)))]
+  opt = LARS(0.5, momentum=0.9, weight_decay=0.01, adapt=False, decay_biases=True)
+  expected = [v.numpy().astype(np.float64) for v in variables]
+  velocity = [np.zeros_like(w) for w in expected]
+  for _ in range(3):
+    grads = [rng.normal(size=v.shape) for v in variables]
+    opt.apply_gradients(zip([tf.constant(g, tf.float32) for g in grads], variables))
+    for i, g in enumerate(grads):
+      decay = 0.01 if i < 2 else 0.0
+      velocity[i] = 0.9 * velocity[i] + 0.5 * (g + decay * expected[i])
+      expected[i] = expected[i] - velocity[i]
+  for variable, w in zip(variables, expected):
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_momentum_reset_zeroes_the_velocity_at_its_step_and_survives_resume(tmp_path):
+  """A momentum table with 0 at step 3 (a solver start): the velocity carried into step 3 is dropped, so
+  after it v = lr·(g + wd·w) exactly as a fresh optimizer's; the same after a checkpoint at step 3."""
+  rng = np.random.default_rng(5)
+  init = rng.normal(size=(4, 4)).astype(np.float32)
+  grads = [rng.normal(size=(4, 4)).astype(np.float32) for _ in range(5)]
+  lrs, wd = [1.0, 0.8, 0.6, 0.4, 0.2], 1e-3
+  schedule = lambda: dict(learning_rate=StepTable(lrs), weight_decay=StepTable([wd] * 5),
+                          momentum=StepTable([0.9, 0.9, 0.9, 0.0, 0.9]), adapt=False)
+
+  def step(variable, optimizer, k):
+    optimizer.apply_gradients([(tf.constant(grads[k]), variable)])
+
+  straight, optimizer = tf.Variable(init, name="dense/kernel"), LARS(**schedule())
+  for k in range(3):
+    step(straight, optimizer, k)
+  assert np.abs(optimizer.velocities[0].numpy()).max() > 0.1  # non-zero before the reset
+  path = tf.train.Checkpoint(variable=straight, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+  before_reset = straight.numpy()
+  step(straight, optimizer, 3)
+  fresh = lrs[3] * (grads[3] + wd * before_reset)
+  np.testing.assert_allclose(optimizer.velocities[0].numpy(), fresh, rtol=1e-6, atol=1e-7)
+  step(straight, optimizer, 4)
+
+  resumed, restored = tf.Variable(np.zeros_like(init), name="dense/kernel"), LARS(**schedule())
+  restored.build([resumed])
+  tf.train.Checkpoint(variable=resumed, optimizer=restored).restore(path).assert_consumed()
+  assert np.abs(restored.velocities[0].numpy()).max() > 0.1
+  step(resumed, restored, 3)
+  np.testing.assert_allclose(restored.velocities[0].numpy(), fresh, rtol=1e-6, atol=1e-7)
+  step(resumed, restored, 4)
+  np.testing.assert_allclose(resumed.numpy(), straight.numpy(), rtol=1e-6, atol=1e-7)
+  clone = LARS.from_config(restored.get_config())  # Horovod's wrapper rebuilds the optimizer from its config
+  assert clone.momentum.values == [0.9, 0.9, 0.9, 0.0, 0.9]
 
 
 def test_config_round_trip_keeps_schedules():
-  opt = LARS(StepTable([1.0, 2.0]), weight_decay=StepTable([1e-4, 2e-4]), eta=0.01)
+  opt = LARS(StepTable([1.0, 2.0]), weight_decay=StepTable([1e-4, 2e-4]), eta=0.01, decay_biases=True)
   clone = LARS.from_config(opt.get_config())
-  assert clone.eta == 0.01
+  assert clone.eta == 0.01 and clone.decay_biases and clone.momentum == 0.9
   assert float(clone.current_weight_decay()) == pytest.approx(1e-4)
   assert float(clone.learning_rate) == pytest.approx(1.0)
 
@@ -135,3 +192,16 @@ def test_under_horovod_distributed_optimizer_two_ranks(tmp_path):
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert result.stdout.count("matches") == 2
+
+
+def test_trainer_optimizer_follows_the_plans_momentum_resets_and_decay_rule():
+  from tfscale import schedules, trainer
+  from tfscale.config_base import base_config
+  config = base_config()
+  config.optim.decay_biases = True
+  plan = schedules.compile_plan([schedules.phase("a", 1, "warmup", lr_end=1.0),
+                                 schedules.phase("b", 1, "poly", lr_end=0.0, reset_momentum=True)],
+                                steps_per_epoch=10, global_batch=256)
+  optimizer = trainer.create_optimizer(config, plan)
+  assert optimizer.momentum.values == pytest.approx([0.9] * 10 + [0.0] + [0.9] * 9)
+  assert optimizer.decay_biases

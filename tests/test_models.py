@@ -93,3 +93,26 @@ def test_bfloat16_body_float32_logits():
     assert model(np.zeros((1, 32, 32, 3), np.float32)).dtype == "float32"
   finally:
     tf_keras.mixed_precision.set_global_policy("float32")
+
+
+def test_zero_gamma_modes():
+  model = create_model("resnet18", num_classes=10, image_size=32, zero_gamma="stage_last")
+  zeros = sorted(l.name for l in model.layers
+                 if isinstance(l, tf_keras.layers.BatchNormalization) and (l.gamma.numpy() == 0).all())
+  # The seed authors' BN fillers: the last block of each stage (bn2c, bn3d, bn4f, bn5c in their ResNet-50).
+  assert zeros == ["stage1_block2_2_bn", "stage2_block2_2_bn", "stage3_block2_2_bn", "stage4_block2_2_bn"]
+  with pytest.raises(ValueError, match="zero_gamma"):
+    create_model("resnet_cifar8", num_classes=10, image_size=32, zero_gamma="some")
+
+
+def test_caffe_msra_initialiser_is_fan_out_for_the_stem_fan_in_elsewhere():
+  """σ = √(2/n) untruncated: n = 7·7·64 for the stem (FAN_OUT), k·k·in_channels for the rest (FAN_IN)."""
+  tf_keras.utils.set_random_seed(0)
+  model = create_model("resnet50", num_classes=10, image_size=64, conv_init="caffe_msra")
+  stem = model.get_layer("stem_conv").kernel.numpy()
+  assert stem.std() == pytest.approx(np.sqrt(2 / (7 * 7 * 64)), rel=0.03)
+  conv = model.get_layer("stage3_block2_2_conv").kernel.numpy()  # 3×3, 256 → 256
+  assert conv.std() == pytest.approx(np.sqrt(2 / (3 * 3 * 256)), rel=0.02)
+  assert np.abs(conv).max() > 3 * conv.std()  # a Gaussian's tail: not truncated at 2σ like he_normal
+  he = create_model("resnet50", num_classes=10, image_size=64).get_layer("stage3_block2_2_conv").kernel.numpy()
+  assert np.abs(he).max() <= 2 * np.sqrt(2 / (3 * 3 * 256)) / 0.8796 * 1.001  # truncated normal's bound

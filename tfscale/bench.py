@@ -78,25 +78,38 @@ def imagenet_like_shards(work_dir: str, images: int) -> str:
   return shards_dir
 
 
-def _imagenet_data_config(data_dir):
-  """ImageNet training augmentation (scale 0.08–1, aspect 3/4–4/3, flips) at 224²."""
-  import ml_collections
-  return ml_collections.ConfigDict(dict(
-      dir=data_dir, image_size=224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), collapse_crop_fraction=0.875,
-      eval_crop_fraction=0.875, flip=True, shuffle_buffer=1024, interleave_files=4, threads=FLAGS.threads,
-      map_parallelism=FLAGS.map_parallelism,
-      prefetch_batches=2, cache_in_memory=False, skip_corrupt=False, synthetic=False))
+def _imagenet_data_config(data_dir, **overrides):
+  """config_base's ImageNet data section (scale 0.08–1, aspect 3/4–4/3, flips, 224²) on these shards."""
+  from tfscale.config_base import base_config
+  data = base_config().data
+  data.update(dict(dir=data_dir, shuffle_buffer=1024, interleave_files=4, threads=FLAGS.threads,
+                   map_parallelism=FLAGS.map_parallelism, **overrides))
+  return data
+
+
+# `pipeline` contenders: name → (data-section overrides, naive decode).
+PIPELINES = {
+    "fused": ("fused decode-and-crop, Inception crop, bilinear (tfscale default)", {}, False),
+    "caffe-bicubic": ("fused, Intel Caffe crop, bicubic (seed recipes)",
+                      dict(crop="intel_caffe", resize_method="bicubic"), False),
+    "caffe-bilinear": ("fused, Intel Caffe crop, bilinear", dict(crop="intel_caffe"), False),
+    "naive": ("naive: decode, crop, resize (baseline)", {}, True),
+}
+flags.DEFINE_list("pipelines", ["fused", "naive"], f"`pipeline`: contenders ({', '.join(PIPELINES)}); the "
+                  "last is the baseline.")
 
 
 def bench_pipeline():
   from tfscale import datasets, input_pipeline
   info = datasets.load(imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
-  config = _imagenet_data_config(info.data_dir)
   batches = info.split("train").records // FLAGS.batch
-  results = {"fused decode-and-crop (tfscale)": [], "naive: decode, crop, resize (baseline)": []}
+  results = {PIPELINES[key][0]: [] for key in FLAGS.pipelines}
+  configs = {PIPELINES[key][0]: (_imagenet_data_config(info.data_dir, **PIPELINES[key][1]), PIPELINES[key][2])
+             for key in FLAGS.pipelines}
   for round_ in range(FLAGS.rounds):
     for name in (list(results) if round_ % 2 == 0 else list(results)[::-1]):
-      dataset = input_pipeline.train_dataset(info, config, FLAGS.batch, seed=round_, naive="naive" in name)
+      config, naive = configs[name]
+      dataset = input_pipeline.train_dataset(info, config, FLAGS.batch, seed=round_, naive=naive)
       iterator = iter(dataset)
       next(iterator)  # first batch: thread start-up and shuffle-buffer fill
       wall, cpu = time.perf_counter(), time.process_time()
@@ -107,7 +120,7 @@ def bench_pipeline():
       print(f"round {round_ + 1}: {name}: {results[name][-1][0]:,.0f} images/s, "
             f"{1000 * results[name][-1][1]:.2f} CPU-ms/image", file=sys.stderr)
       del iterator
-  baseline = statistics.median(r[0] for r in results["naive: decode, crop, resize (baseline)"])
+  baseline = statistics.median(r[0] for r in results[PIPELINES[FLAGS.pipelines[-1]][0]])
   print(f"\n{info.split('train').records} JPEGs of 500×375 (mean ≈110 KB), batch {FLAGS.batch}, 224² random-resized "
         f"crops + flip, median of {FLAGS.rounds} rounds, {os.cpu_count()} cores\n")
   print("| pipeline | images/s | CPU-ms / image | × baseline |\n|---|---:|---:|---:|")

@@ -17,8 +17,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.num_classes = placeholder(int)   # None: from the data's manifest (set it to insist on a value)
   config.data.label_offset = placeholder(int)  # None: from the manifest (needed for shards that have none)
   config.data.image_size = 224
+  config.data.crop = "inception"          # 'full' phases' crop: "inception" (TF's sample_distorted_bounding_box:
+                                          # area in `scale`, aspect w/h in `ratio`) or "intel_caffe" (Intel Caffe's
+                                          # random_aspect_ratio: area in `scale`, r in [ratio[0], 1/ratio[0]],
+                                          # h = √A·r, w = √A/r, swapped with probability ½)
   config.data.scale = (0.08, 1.0)         # random-resized-crop area fraction ('full' phases)
-  config.data.ratio = (3 / 4, 4 / 3)      # and aspect ratio
+  config.data.ratio = (3 / 4, 4 / 3)      # and aspect ratio (intel_caffe: ratio[0] is aspect_ratio_change)
+  config.data.resize_method = "bilinear"  # every crop's resize to image_size ("bicubic": Caffe's CUBIC; the
+                                          # multi-crop views are always bilinear)
   config.data.collapse_crop_fraction = 0.875  # 'collapse' phases: fixed-scale crop + flip, no scale/aspect jitter
   config.data.eval_crop_fraction = 0.875  # resize the shorter side to image_size / 0.875, center-crop
   config.data.flip = True
@@ -38,7 +44,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.name = "resnet50"          # python -m tfscale.models --list
   config.model.bn_momentum = 0.9          # Caffe's "moving average fraction"
   config.model.bn_epsilon = 1e-5
-  config.model.zero_gamma = True          # last BN of every residual block starts at γ = 0
+  config.model.zero_gamma = "all"         # which blocks' last BN starts at γ = 0: "all" (Goyal et al.),
+                                          # "stage_last" (each stage's last block) or "none"
+  config.model.conv_init = "he_normal"    # or "caffe_msra" (the seed authors' MSRA fillers; models/resnet.py)
   config.model.width_multipliers = placeholder(tuple)  # per stage, e.g. (2, 2, 2, 2): see models/resnet.py
   config.model.renorm = False             # batch renormalization, clipping ramped open over renorm_ramp_epochs
   config.model.renorm_rmax = 3.0
@@ -52,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optim.name = "sgd"               # "sgd" (momentum) or "lars" (the same update, layer-wise adapted)
   config.optim.momentum = 0.9
   config.optim.lars_eta = 0.001           # LARS trust coefficient η
+  config.optim.decay_biases = False       # True: weight decay on biases too, as Caffe's decay_mult 1 does
   config.optim.lr_scale = 1.0             # multiplies every LR of the plan (LR sweeps of a whole recipe)
   config.optim.label_smoothing = 0.0
 
@@ -85,14 +94,22 @@ def base_config() -> ml_collections.ConfigDict:
 
 def seed_authors_config(data_dir: str = "/local/imagenet1k", num_classes: int = 1000,
                         model: str = "resnet50") -> ml_collections.ConfigDict:
-  """base_config with what the seed authors' recipes share (their Caffe network and solver files: BN
-  moving-average fraction 0.95, plain momentum SGD) for a dataset and model (default ResNet-50 on ImageNet-1K)."""
+  """base_config with what the seed authors' recipes share, for a dataset and model (default ResNet-50 on
+  ImageNet-1K). From their Caffe network and solver files (sara-nl/caffe, models/intel_optimized_models/
+  multinode/resnet50_custom_lr/train_val.prototxt; docs/RECIPES.md lists each): BN moving-average fraction
+  0.95, γ = 0 only for the last BN of each stage (the BN fillers; 1 elsewhere), MSRA initialisation, weight
+  decay on biases (only BN/Scale have decay_mult 0), plain momentum SGD, Intel Caffe's random-aspect-ratio
+  crop with bicubic resizing."""
   config = base_config()
   config.data.dir = data_dir
   config.data.num_classes = num_classes
+  config.data.crop = "intel_caffe"
   config.model.name = model
   config.model.bn_momentum = 0.95
+  config.model.zero_gamma = "stage_last"
+  config.model.conv_init = "caffe_msra"
   config.optim.name = "sgd"
+  config.optim.decay_biases = True
   return config
 
 

@@ -46,10 +46,12 @@ def to_uint8(image):
   return tf.cast(image, tf.uint8)
 
 
-def _decode_window(image_bytes, offset_y, offset_x, height, width, size):
+def _decode_window(image_bytes, offset_y, offset_x, height, width, size, method="bilinear"):
   window = tf.stack([offset_y, offset_x, height, width])
-  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-  return tf.image.resize(image, [size, size], method="bilinear")
+  image = tf.image.resize(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3), [size, size],
+                          method=method)
+  # Bicubic overshoots 0..255 at edges and the uint8 cast would wrap; bilinear cannot overshoot.
+  return image if method == "bilinear" else tf.clip_by_value(image, 0.0, 255.0)
 
 
 def _sample_crop(shape, scale, ratio, seed):
@@ -61,10 +63,52 @@ def _sample_crop(shape, scale, ratio, seed):
   return begin, size
 
 
-def random_resized_crop(image_bytes, size, scale, ratio, seed):
+def random_resized_crop(image_bytes, size, scale, ratio, seed, method="bilinear"):
   """Inception-style crop, decoded in place: only the window's pixels are decoded."""
   begin, crop_size = _sample_crop(tf.io.extract_jpeg_shape(image_bytes), scale, ratio, seed)
-  return _decode_window(image_bytes, begin[0], begin[1], crop_size[0], crop_size[1], size)
+  return _decode_window(image_bytes, begin[0], begin[1], crop_size[0], crop_size[1], size, method)
+
+
+TRAINING_CROPS = ("inception", "intel_caffe")
+INTEL_CAFFE_ATTEMPTS = 10  # RandomAspectRatioParameter.max_attempt's default; the seed prototxts keep it
+
+
+def _caffe_rand_ratio(low, high, uniform):
+  """Intel Caffe's RandRatio: an integer draw on a 0.001 grid, (rand(int((high − low)·1000 + 1)) + low·1000)/1000."""
+  choices = float(int((high - low) * 1000 + 1))
+  return (tf.floor(uniform * choices) + low * 1000) / 1000
+
+
+def intel_caffe_crop_window(shape, scale, aspect_change, seed):
+  """(offset_y, offset_x, height, width) of Intel Caffe's random_aspect_ratio crop (data_transformer.cpp,
+  sara-nl/caffe): up to 10 attempts of area fraction A uniform in `scale` and r uniform in
+  [aspect_change, 1/aspect_change], h = int(√(A·H·W)·r), w = int(√(A·H·W)/r), swapped with probability
+  500/1001; the first that fits, at a uniform offset. If none fits, Caffe resizes the shorter side to the
+  crop size and crops at random: here the equivalent square of the shorter side at a random offset."""
+  height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  u = tf.random.stateless_uniform([5, INTEL_CAFFE_ATTEMPTS], seed=seed)
+  area = _caffe_rand_ratio(scale[0], scale[1], u[0]) * height * width
+  r = _caffe_rand_ratio(aspect_change, 1 / aspect_change, u[1])
+  new_h, new_w = tf.floor(tf.sqrt(area) * r), tf.floor(tf.sqrt(area) / r)
+  swap = _caffe_rand_ratio(0.0, 1.0, u[2]) < 0.5
+  new_h, new_w = tf.where(swap, new_w, new_h), tf.where(swap, new_h, new_w)
+  fits = (new_h <= height) & (new_w <= width) & (new_h >= 1) & (new_w >= 1)
+  first = tf.argmax(tf.cast(fits, tf.int32))
+  shorter = tf.minimum(height, width)
+  found = tf.reduce_any(fits)
+  crop_h = tf.where(found, new_h[first], shorter)
+  crop_w = tf.where(found, new_w[first], shorter)
+  # rand(n) draws an integer in [0, n): the offset is uniform over every position that fits.
+  offset_y = tf.floor(u[3, first] * (height - crop_h + 1))
+  offset_x = tf.floor(u[4, first] * (width - crop_w + 1))
+  return [tf.cast(v, tf.int32) for v in (offset_y, offset_x, crop_h, crop_w)]
+
+
+def intel_caffe_crop(image_bytes, size, scale, aspect_change, seed, method="bicubic"):
+  """Intel Caffe's random_aspect_ratio crop, decoded in place and resized to size² (the seed prototxts
+  resize with CUBIC)."""
+  window = intel_caffe_crop_window(tf.io.extract_jpeg_shape(image_bytes), scale, aspect_change, seed)
+  return _decode_window(image_bytes, *window, size, method)
 
 
 def naive_random_resized_crop(image_bytes, size, scale, ratio, seed):
@@ -79,7 +123,7 @@ def _square_window(shape, fraction):
   return tf.maximum(side, 1)
 
 
-def fixed_scale_crop(image_bytes, size, fraction, seed):
+def fixed_scale_crop(image_bytes, size, fraction, seed, method="bilinear"):
   """Collapse-mode crop: a square of `fraction` × the shorter side at a random position, no scale jitter."""
   shape = tf.io.extract_jpeg_shape(image_bytes)
   side = _square_window(shape, fraction)
@@ -87,15 +131,15 @@ def fixed_scale_crop(image_bytes, size, fraction, seed):
   offset_y = tf.cast(u[0] * tf.cast(shape[0] - side + 1, tf.float32), tf.int32)
   offset_x = tf.cast(u[1] * tf.cast(shape[1] - side + 1, tf.float32), tf.int32)
   return _decode_window(image_bytes, tf.minimum(offset_y, shape[0] - side),
-                        tf.minimum(offset_x, shape[1] - side), side, side, size)
+                        tf.minimum(offset_x, shape[1] - side), side, side, size, method)
 
 
-def center_crop(image_bytes, size, fraction):
+def center_crop(image_bytes, size, fraction, method="bilinear"):
   """Evaluation crop: the central square of `fraction` × the shorter side, resized to size² — the same
   pixels as resizing the shorter side to size/fraction and cutting the central size², decoded in place."""
   shape = tf.io.extract_jpeg_shape(image_bytes)
   side = _square_window(shape, fraction)
-  return _decode_window(image_bytes, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side, size)
+  return _decode_window(image_bytes, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side, size, method)
 
 
 def multi_crop_boxes(height, width, size, shorter_sides):
@@ -205,9 +249,16 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
   records = records.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * rank, reshuffle_each_iteration=True)
 
   collapse_table = tf.constant(np.asarray(collapse if collapse is not None else [False], bool))
-  size = data_config.image_size
+  size, method = data_config.image_size, data_config.resize_method
   scale, ratio = tuple(data_config.scale), tuple(data_config.ratio)
-  crop = naive_random_resized_crop if naive else random_resized_crop
+  if data_config.crop not in TRAINING_CROPS:
+    raise ValueError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
+  if naive:
+    crop = lambda image_bytes, seed: naive_random_resized_crop(image_bytes, size, scale, ratio, seed)
+  elif data_config.crop == "intel_caffe":
+    crop = lambda image_bytes, seed: intel_caffe_crop(image_bytes, size, scale, ratio[0], seed, method)
+  else:
+    crop = lambda image_bytes, seed: random_resized_crop(image_bytes, size, scale, ratio, seed, method)
 
   def preprocess(index, record):
     serialized, shard = record
@@ -217,8 +268,8 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))
     image = tf.cond(
         collapse_table[step],
-        lambda: fixed_scale_crop(image_bytes, size, data_config.collapse_crop_fraction, crop_seed),
-        lambda: crop(image_bytes, size, scale, ratio, crop_seed))
+        lambda: fixed_scale_crop(image_bytes, size, data_config.collapse_crop_fraction, crop_seed, method),
+        lambda: crop(image_bytes, crop_seed))
     image = to_uint8(image)
     if data_config.flip:
       image = tf.image.stateless_random_flip_left_right(image, flip_seed)
@@ -254,7 +305,7 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
   def preprocess(serialized, shard):
     image_bytes, label = parse_record(serialized, info, shard)
     if crops == 1:
-      return to_uint8(center_crop(image_bytes, size, fraction)), label
+      return to_uint8(center_crop(image_bytes, size, fraction, data_config.resize_method)), label
     views = multi_crop(tf.io.decode_jpeg(image_bytes, channels=3), size, sides, flips=crops == 24)
     return to_uint8(views), label
 

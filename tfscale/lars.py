@@ -1,14 +1,18 @@
 """LARS (You, Gitman & Ginsburg, arXiv 1708.03888 / 1709.05011) as a tf_keras optimizer.
 
-For every decayed variable w (conv and dense kernels) with gradient g, at learning rate γ:
+For every kernel w (conv and dense) with gradient g, at learning rate γ and weight decay β:
 
   local_lr = η·‖w‖ / (‖g‖ + β·‖w‖ + ε)        (1 where either norm is 0)
   v ← m·v + γ·local_lr·(g + β·w)
   w ← w − v
 
-BN parameters and biases are neither adapted nor decayed: v ← m·v + γ·g. With `adapt=False` the same
-class is plain momentum SGD with the same weight decay, which makes SGD-vs-LARS comparisons exact.
-Learning rate and weight decay may each be a number or a schedule of the step (the phase plan).
+BN parameters are neither adapted nor decayed: v ← m·v + γ·g. Biases are not adapted; they are decayed
+(v ← m·v + γ·(g + β·w)) when `decay_biases`, as Caffe does (its decay_mult is 1 unless a layer says 0,
+and the seed authors' networks say 0 only for BN). With `adapt=False` the same class is plain momentum
+SGD with the same weight decay, which makes SGD-vs-LARS comparisons exact (and, with decay_biases, is
+Caffe's SGDSolver update). Learning rate, weight decay and momentum may each be a number or a schedule
+of the step (the phase plan; a momentum of 0 at a step starts that step from a zero velocity, which is
+how a plan restarts a solver's momentum history).
 """
 import re
 
@@ -16,11 +20,17 @@ import tensorflow as tf
 import tf_keras
 
 _KERNEL = re.compile(r"kernel(:\d+)?$")
+_BIAS = re.compile(r"bias(:\d+)?$")
 
 
-def is_decayed(variable) -> bool:
-  """Weight decay (and LARS adaptation) applies to conv and dense kernels only, never to BN or biases."""
+def is_adapted(variable) -> bool:
+  """LARS's trust ratio applies to conv and dense kernels only."""
   return bool(_KERNEL.search(variable.name))
+
+
+def is_decayed(variable, decay_biases: bool = False) -> bool:
+  """Weight decay applies to conv and dense kernels, and to biases when `decay_biases`; never to BN."""
+  return is_adapted(variable) or (decay_biases and bool(_BIAS.search(variable.name)))
 
 
 @tf_keras.saving.register_keras_serializable("tfscale")
@@ -45,7 +55,7 @@ class LARS(tf_keras.optimizers.Optimizer):
   """Layer-wise adaptive rate scaling with momentum and weight decay inside the trust ratio."""
 
   def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0, eta=0.001, epsilon=1e-9,
-               adapt=True, name="LARS", **kwargs):
+               adapt=True, decay_biases=False, name="LARS", **kwargs):
     # The base class's own `weight_decay` is decoupled (AdamW-style) decay; ours is in the update rule.
     super().__init__(name=name, weight_decay=None, **kwargs)
     self._learning_rate = self._build_learning_rate(learning_rate)
@@ -54,34 +64,41 @@ class LARS(tf_keras.optimizers.Optimizer):
     self.eta = eta
     self.epsilon = epsilon
     self.adapt = adapt
+    self.decay_biases = decay_biases
 
   def build(self, var_list):
     super().build(var_list)
     if getattr(self, "_built", False):
       return
     self.velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
-    self._decayed = [is_decayed(v) for v in var_list]
+    self._decayed = [is_decayed(v, self.decay_biases) for v in var_list]
+    self._adapted = [self.adapt and is_adapted(v) for v in var_list]
     self._built = True
 
-  def current_weight_decay(self):
-    rate = self._weight_decay_rate
-    if isinstance(rate, tf_keras.optimizers.schedules.LearningRateSchedule):
+  def _at_this_step(self, value):
+    if isinstance(value, tf_keras.optimizers.schedules.LearningRateSchedule):
       # `iterations` is incremented after the update, so this is the step being taken, as for the LR.
-      return rate(self.iterations)
-    return tf.constant(rate, tf.float32)
+      return value(self.iterations)
+    return tf.constant(value, tf.float32)
+
+  def current_weight_decay(self):
+    return self._at_this_step(self._weight_decay_rate)
+
+  def current_momentum(self):
+    return self._at_this_step(self.momentum)
 
   def update_step(self, gradient, variable):
     index = self._index_dict[self._var_key(variable)]
     velocity = self.velocities[index]
     dtype = variable.dtype
     lr = tf.cast(self.learning_rate, dtype)
-    momentum = tf.cast(self.momentum, dtype)
+    momentum = tf.cast(self.current_momentum(), dtype)
     if isinstance(gradient, tf.IndexedSlices):
       gradient = tf.convert_to_tensor(gradient)
     if self._decayed[index]:
       wd = tf.cast(self.current_weight_decay(), dtype)
       update = gradient + wd * variable
-      if self.adapt:
+      if self._adapted[index]:
         w_norm = tf.norm(variable)
         g_norm = tf.norm(gradient)
         trust = tf.where(
@@ -99,16 +116,17 @@ class LARS(tf_keras.optimizers.Optimizer):
     config.update({
         "learning_rate": self._serialize_hyperparameter(self._learning_rate),
         "weight_decay": self._serialize_hyperparameter(self._weight_decay_rate),
-        "momentum": self.momentum,
+        "momentum": self._serialize_hyperparameter(self.momentum),
         "eta": self.eta,
         "epsilon": self.epsilon,
         "adapt": self.adapt,
+        "decay_biases": self.decay_biases,
     })
     return config
 
   @classmethod
   def from_config(cls, config, custom_objects=None):
-    if isinstance(config.get("weight_decay"), dict):
-      config["weight_decay"] = tf_keras.optimizers.schedules.deserialize(config["weight_decay"],
-                                                                         custom_objects=custom_objects)
+    for key in ("weight_decay", "momentum"):
+      if isinstance(config.get(key), dict):
+        config[key] = tf_keras.optimizers.schedules.deserialize(config[key], custom_objects=custom_objects)
     return super().from_config(config, custom_objects=custom_objects)

@@ -41,8 +41,10 @@ def plot_plan(plan, path: str, title: str = ""):
   for i, phase in enumerate(plan.phases):
     lr_axis.annotate(phase["name"], (plan.boundaries[i] / plan.steps_per_epoch, 0), fontsize=7, rotation=90,
                      va="bottom", ha="left", color="0.35")
+  resets = np.flatnonzero(plan.momentum_reset[1:]) + 1  # step 0 starts from zero velocity anyway
+  lr_axis.plot(resets / plan.steps_per_epoch, plan.lr[resets], "v", color="tab:purple", ms=5, ls="none")
   lr_axis.set_title(title or f"phase plan: {plan.total_steps} steps, {plan.steps_per_epoch} steps/epoch "
-                    "(shaded: augmentation collapsed; dashed: snapshots)", fontsize=10)
+                    "(shaded: augmentation collapsed; dashed: snapshots; ▼ momentum reset)", fontsize=10)
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)

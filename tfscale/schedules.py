@@ -5,7 +5,12 @@ A phase plan is an ordered list of phases (plain dicts, written in the config wi
   name, epochs, lr_shape ('warmup' | 'poly' | 'constant' | 'cosine' | 'step'), lr_start, lr_end, lr_power,
   lr_horizon_epochs (poly only: the curve's length, ≥ epochs; a longer horizon truncates the curve the way
   Caffe's `poly` with max_iter past the stopping point does), weight_decay, augment ('full' | 'collapse'),
-  snapshot (bool)
+  snapshot (bool), reset_momentum (bool: the optimizer's velocity restarts from zero at the phase's first step)
+
+or, written with `caffe_solver(...)` from a Caffe solver file's own fields, one solver of a chain (lr_shape
+'caffe'): its length in iterations at the global batch it was run at, and the LR Caffe's SGDSolver computes
+at each of them — warmup and poly both counted from the solver's iteration 0 — with the momentum history
+starting empty, as every `caffe train --weights=…` does.
 
 Learning rates are written per 256 images; `compile_plan` multiplies them by global_batch / 256 (the
 linear scaling rule) — the only place that scaling happens. `lr_start=None` continues from wherever the
@@ -18,16 +23,19 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-SHAPES = ("warmup", "poly", "constant", "cosine", "step")
+SHAPES = ("warmup", "poly", "constant", "cosine", "step", "caffe")
+CAFFE_POLICIES = ("poly", "poly_cyc", "fixed")
 AUGMENT_MODES = ("full", "collapse")
 
 
 def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Optional[float] = None,
           lr_power: float = 1.0, weight_decay: float = 0.0, augment: str = "full", snapshot: bool = False,
           lr_decay_epochs: Sequence[float] = (), lr_gamma: float = 0.1,
-          lr_horizon_epochs: Optional[float] = None) -> dict:
+          lr_horizon_epochs: Optional[float] = None, reset_momentum: bool = False) -> dict:
   """One phase of the plan, validated. For 'warmup' lr_end is the peak; for 'poly' it is the value the curve
   reaches at its horizon (the phase end unless lr_horizon_epochs is longer)."""
+  if lr_shape == "caffe":
+    raise ValueError(f"phase {name!r}: write Caffe solvers with caffe_solver(...)")
   if lr_shape not in SHAPES:
     raise ValueError(f"phase {name!r}: lr_shape {lr_shape!r} is not one of {SHAPES}")
   if augment not in AUGMENT_MODES:
@@ -40,7 +48,41 @@ def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Opti
   return dict(name=name, epochs=float(epochs), lr_shape=lr_shape, lr_start=lr_start, lr_end=float(lr_end),
               lr_power=float(lr_power), weight_decay=float(weight_decay), augment=augment,
               snapshot=bool(snapshot), lr_decay_epochs=list(lr_decay_epochs), lr_gamma=float(lr_gamma),
-              lr_horizon_epochs=None if lr_horizon_epochs is None else float(lr_horizon_epochs))
+              lr_horizon_epochs=None if lr_horizon_epochs is None else float(lr_horizon_epochs),
+              reset_momentum=bool(reset_momentum))
+
+
+def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, global_batch: int, power: float = 1.0,
+                 lr_iter: Optional[int] = None, warmup_iter: int = 0, warmup_start_lr: float = 0.0,
+                 weight_decay: float = 0.0, stop_iter: Optional[int] = None, augment: str = "full",
+                 snapshot: bool = False) -> dict:
+  """One Caffe solver of a chain, from its prototxt fields (absolute LRs at `global_batch`, the batch its
+  iterations were run at). `stop_iter`: where the authors stopped it, if before max_iter.
+
+  Caffe's SGDSolver::GetLearningRate at iteration i of the solver (0-based, warmup included):
+    i < warmup_iter:  (i·base_lr + (warmup_iter − i)·warmup_start_lr) / warmup_iter
+    'poly':           base_lr·(1 − i/max_iter)^power
+    'poly_cyc':       base_lr·(1 − i/lr_iter)^power        (sara-nl's fork)
+    'fixed':          base_lr
+  At another global batch B the solver keeps its length in images: step t is iteration t·B/global_batch.
+  """
+  if lr_policy not in CAFFE_POLICIES:
+    raise ValueError(f"solver {name!r}: lr_policy {lr_policy!r} is not one of {CAFFE_POLICIES}")
+  if lr_policy == "poly_cyc" and not lr_iter:
+    raise ValueError(f"solver {name!r}: 'poly_cyc' needs lr_iter")
+  stop_iter = max_iter if stop_iter is None else stop_iter
+  if not 0 < stop_iter <= max_iter:
+    raise ValueError(f"solver {name!r}: stop_iter {stop_iter} must be in (0, max_iter={max_iter}]")
+  if augment not in AUGMENT_MODES:
+    raise ValueError(f"solver {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
+  per_256 = 256.0 / global_batch  # plan LRs are per 256 images; compile_plan scales them back
+  return dict(name=name, epochs=None, lr_shape="caffe", lr_start=None, lr_end=0.0, lr_power=float(power),
+              weight_decay=float(weight_decay), augment=augment, snapshot=bool(snapshot), lr_decay_epochs=[],
+              lr_gamma=0.1, lr_horizon_epochs=None, reset_momentum=True, iterations=int(stop_iter),
+              iteration_batch=int(global_batch),
+              caffe=dict(policy=lr_policy, base_lr=base_lr * per_256, warmup_start_lr=warmup_start_lr * per_256,
+                         power=float(power), warmup_iter=int(warmup_iter), max_iter=int(max_iter),
+                         lr_iter=None if lr_iter is None else int(lr_iter)))
 
 
 def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epochs: float, decay_epochs: float,
@@ -92,6 +134,23 @@ def cosine_lr(t, n, start, end):
   return end + (start - end) * 0.5 * (1.0 + np.cos(math.pi * np.asarray(t, np.float64) / n))
 
 
+def caffe_lr(i, solver: dict, scale: float):
+  """Caffe's SGDSolver LR (caffe_solver's docstring) at iterations i (float: other batches land between
+  iterations), × scale."""
+  i = np.asarray(i, np.float64)
+  base = solver["base_lr"] * scale
+  if solver["policy"] == "fixed":
+    rate = np.full(i.shape, base)
+  else:
+    horizon = solver["lr_iter"] if solver["policy"] == "poly_cyc" else solver["max_iter"]
+    rate = base * (1.0 - i / horizon) ** solver["power"]
+  warmup = solver["warmup_iter"]
+  if warmup > 0:
+    start = solver["warmup_start_lr"] * scale
+    rate = np.where(i < warmup, (i * base + (warmup - i) * start) / warmup, rate)
+  return rate
+
+
 def step_lr(t, steps_per_epoch, start, decay_epochs, gamma):
   """start·gamma^k after the k-th of decay_epochs (epochs counted from the phase start)."""
   t = np.asarray(t, np.float64)
@@ -101,12 +160,14 @@ def step_lr(t, steps_per_epoch, start, decay_epochs, gamma):
 
 @dataclasses.dataclass(frozen=True)
 class CompiledPlan:
-  """The plan as per-step tables; step s trains with lr[s], weight_decay[s], collapse[s]."""
+  """The plan as per-step tables; step s trains with lr[s], weight_decay[s], collapse[s], and starts from a
+  zero velocity where momentum_reset[s]."""
   phases: List[dict]
   boundaries: np.ndarray        # boundaries[i] = first step of phase i; boundaries[-1] = total steps
   lr: np.ndarray                # float64, already scaled to the global batch
   weight_decay: np.ndarray      # float64
   collapse: np.ndarray          # bool: scale/aspect augmentation off
+  momentum_reset: np.ndarray    # bool: the velocity is zeroed before this step's update
   steps_per_epoch: int
 
   @property
@@ -122,9 +183,46 @@ class CompiledPlan:
     return [(p["name"], int(self.boundaries[i + 1])) for i, p in enumerate(self.phases) if p["snapshot"]]
 
 
+def phase_ends(phases: Sequence[dict], steps_per_epoch: int, global_batch: int) -> np.ndarray:
+  """The step after each phase's last. Epoch phases end where their cumulative epochs do (so fractional
+  phases never drift by rounding); a Caffe solver keeps its images: iterations × its batch / global_batch."""
+  ends, epochs, end = [], 0.0, 0
+  for p in phases:
+    if p["lr_shape"] == "caffe":
+      end += round(p["iterations"] * p["iteration_batch"] / global_batch)
+      epochs = end / steps_per_epoch
+    else:
+      epochs += p["epochs"]
+      end = round(epochs * steps_per_epoch)
+    ends.append(end)
+  return np.asarray(ends, np.int64)
+
+
+def _phase_lr(p, n, start, scale, steps_per_epoch, global_batch):
+  """(LR at each of the phase's n steps, LR where the curve is when the phase stops)."""
+  t = np.arange(n)
+  end = p["lr_end"] * scale
+  shape = p["lr_shape"]
+  if shape == "caffe":
+    iteration = global_batch / p["iteration_batch"]  # Caffe iterations per step
+    return caffe_lr(t * iteration, p["caffe"], scale), float(caffe_lr(n * iteration, p["caffe"], scale))
+  if shape == "warmup":
+    return warmup_lr(t, n, start, end, p["lr_power"]), end
+  if shape == "poly":
+    horizon = n if p.get("lr_horizon_epochs") is None else round(p["lr_horizon_epochs"] * steps_per_epoch)
+    return poly_lr(t, horizon, start, end, p["lr_power"]), float(poly_lr(n, horizon, start, end, p["lr_power"]))
+  if shape == "cosine":
+    return cosine_lr(t, n, start, end), end
+  if shape == "step":
+    values = step_lr(t, steps_per_epoch, start, p["lr_decay_epochs"], p["lr_gamma"])
+    return values, float(values[-1])
+  return np.full(n, start), start  # constant
+
+
 def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int,
                  lr_scale: float = 1.0) -> CompiledPlan:
-  """Step tables for LR (scaled by global_batch/256 and lr_scale), weight decay and augmentation mode.
+  """Step tables for LR (scaled by global_batch/256 and lr_scale), weight decay, augmentation mode and
+  momentum resets.
 
   lr_scale multiplies every learning rate of the plan: one knob for LR sweeps of a whole recipe."""
   if not phases:
@@ -132,45 +230,26 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
   if steps_per_epoch < 1:
     raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
   scale = global_batch / 256.0 * lr_scale
-  # Boundaries from cumulative epochs, so fractional phases never drift by rounding.
-  ends = np.round(np.cumsum([p["epochs"] for p in phases]) * steps_per_epoch).astype(np.int64)
-  boundaries = np.concatenate([[0], ends])
-  lr, wd, collapse = [], [], []
+  boundaries = np.concatenate([[0], phase_ends(phases, steps_per_epoch, global_batch)])
+  lr, wd, collapse, reset = [], [], [], []
   previous_end = None
   for i, p in enumerate(phases):
     n = int(boundaries[i + 1] - boundaries[i])
     if n <= 0:
-      raise ValueError(f"phase {p['name']!r} has {p['epochs']} epochs = 0 steps at {steps_per_epoch} steps/epoch")
-    t = np.arange(n)
+      raise ValueError(f"phase {p['name']!r} is 0 steps long at {steps_per_epoch} steps/epoch, global batch "
+                       f"{global_batch}")
     start = previous_end if p["lr_start"] is None else p["lr_start"] * scale
     if start is None:
-      if p["lr_shape"] != "warmup":
+      if p["lr_shape"] not in ("warmup", "caffe"):
         raise ValueError(f"phase {p['name']!r} is first: give it an lr_start")
       start = 0.0
-    end = p["lr_end"] * scale
-    shape = p["lr_shape"]
-    if shape == "warmup":
-      values = warmup_lr(t, n, start, end, p["lr_power"])
-      last = end
-    elif shape == "poly":
-      horizon = n if p.get("lr_horizon_epochs") is None else round(p["lr_horizon_epochs"] * steps_per_epoch)
-      values = poly_lr(t, horizon, start, end, p["lr_power"])
-      last = float(poly_lr(n, horizon, start, end, p["lr_power"]))  # where the curve is when the phase stops
-    elif shape == "cosine":
-      values = cosine_lr(t, n, start, end)
-      last = end
-    elif shape == "step":
-      values = step_lr(t, steps_per_epoch, start, p["lr_decay_epochs"], p["lr_gamma"])
-      last = float(values[-1])
-    else:  # constant
-      values = np.full(n, start)
-      last = start
-    previous_end = last
+    values, previous_end = _phase_lr(p, n, start, scale, steps_per_epoch, global_batch)
     lr.append(values)
     wd.append(np.full(n, p["weight_decay"]))
     collapse.append(np.full(n, p["augment"] == "collapse"))
+    reset.append(np.arange(n) == 0 if p.get("reset_momentum") else np.zeros(n, bool))
   return CompiledPlan(list(phases), boundaries, np.concatenate(lr), np.concatenate(wd),
-                      np.concatenate(collapse), steps_per_epoch)
+                      np.concatenate(collapse), np.concatenate(reset), steps_per_epoch)
 
 
 def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:
@@ -181,12 +260,16 @@ def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:
 
 def plan_table(plan: CompiledPlan) -> str:
   """The plan as a fixed-width table for the start-up log."""
-  rows = [("phase", "epochs", "steps", "lr shape", "lr first→last", "wd", "augment", "snapshot")]
+  rows = [("phase", "epochs", "steps", "lr shape", "lr first→last", "wd", "augment", "momentum", "snapshot")]
   for i, p in enumerate(plan.phases):
     a, b = int(plan.boundaries[i]), int(plan.boundaries[i + 1])
-    shape = p["lr_shape"] + (f"^{p['lr_power']:g}" if p["lr_shape"] in ("poly", "warmup") else "")
-    rows.append((p["name"], f"{p['epochs']:g}", f"{a}-{b - 1}", shape,
+    if p["lr_shape"] == "caffe":
+      solver = p["caffe"]
+      shape = f"caffe {solver['policy']}^{solver['power']:g}" + (" +warmup" if solver["warmup_iter"] else "")
+    else:
+      shape = p["lr_shape"] + (f"^{p['lr_power']:g}" if p["lr_shape"] in ("poly", "warmup") else "")
+    rows.append((p["name"], f"{(b - a) / plan.steps_per_epoch:.4g}", f"{a}-{b - 1}", shape,
                  f"{plan.lr[a]:.4g}→{plan.lr[b - 1]:.4g}", f"{p['weight_decay']:.2g}", p["augment"],
-                 "yes" if p["snapshot"] else ""))
+                 "reset" if plan.momentum_reset[a] else "", "yes" if p["snapshot"] else ""))
   widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
   return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import List
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 from absl import logging
@@ -39,12 +40,14 @@ def create_plan(config, train_records: int) -> schedules.CompiledPlan:
 
 
 def create_optimizer(config, plan: schedules.CompiledPlan):
-  """LARS (or momentum SGD: the same update without adaptation) driven by the plan's LR and WD tables."""
+  """LARS (or momentum SGD: the same update without adaptation) driven by the plan's LR, WD and momentum
+  tables (momentum 0 where the plan restarts the velocity)."""
   if config.optim.name not in ("lars", "sgd"):
     raise ValueError(f"optim.name must be 'lars' or 'sgd', got {config.optim.name!r}")
   return LARS(learning_rate=StepTable(plan.lr, "learning_rate"),
               weight_decay=StepTable(plan.weight_decay, "weight_decay"),
-              momentum=config.optim.momentum, eta=config.optim.lars_eta, adapt=config.optim.name == "lars")
+              momentum=StepTable(np.where(plan.momentum_reset, 0.0, config.optim.momentum), "momentum"),
+              eta=config.optim.lars_eta, adapt=config.optim.name == "lars", decay_biases=config.optim.decay_biases)
 
 
 def loss_and_metrics(config):
@@ -85,7 +88,7 @@ def build_model(config, num_classes: int):
                             tf.Variable(0.0, trainable=False, name="renorm_dmax"))}
   model = create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
                        config.model.bn_epsilon, config.model.zero_gamma, config.model.get("width_multipliers"),
-                       renorm)
+                       renorm, config.model.conv_init)
   return model, (renorm["variables"] if renorm else None)
 
 

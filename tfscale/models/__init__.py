@@ -37,12 +37,13 @@ ARCHITECTURES = {
 
 
 def create_model(name: str, num_classes: int, image_size: int, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
-                 zero_gamma: bool = True, width_multipliers: Optional[Sequence[int]] = None,
-                 renorm: Optional[dict] = None):
+                 zero_gamma="all", width_multipliers: Optional[Sequence[int]] = None,
+                 renorm: Optional[dict] = None, conv_init: str = "he_normal"):
   """The named architecture with a `num_classes` head for `image_size`² uint8 inputs.
 
   `width_multipliers` (one per stage) replaces the architecture's own, e.g. (1, 2, 2, 3) for a ResNet-50
-  widened only from stage 2 on; `renorm` turns every BN into ramped batch renormalization.
+  widened only from stage 2 on; `renorm` turns every BN into ramped batch renormalization; `conv_init`
+  names the convolutions' initialiser (models/resnet.py: CONV_INITIALIZERS).
   """
   if name not in ARCHITECTURES:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
@@ -50,4 +51,4 @@ def create_model(name: str, num_classes: int, image_size: int, bn_momentum: floa
   if width_multipliers:
     architecture["width_multipliers"] = tuple(width_multipliers)
   return resnet(num_classes=num_classes, image_size=image_size, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-                zero_gamma=zero_gamma, renorm=renorm, name=name, **architecture)
+                zero_gamma=zero_gamma, renorm=renorm, conv_init=conv_init, name=name, **architecture)
