@@ -6,7 +6,8 @@
 #   docker run --rm tfscale horovodrun -np 2 -H localhost:2 python -m tfscale.train \
 #       --config=configs/demo_digits.py --workdir=/tmp/run
 # Runs as an unprivileged user (uid 1000) that owns /opt/tfscale, so `make demo` and `make test` work
-# in the container; the virtualenv in /opt/venv stays root-owned and read-only.
+# in the container (the image carries pyproject.toml's test extra for that); the virtualenv in /opt/venv
+# stays root-owned and read-only.
 FROM debian:12
 ENV DEBIAN_FRONTEND=noninteractive \
     TFSCALE_VENV=/opt/venv \
@@ -15,7 +16,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /opt/tfscale
 COPY . .
-RUN bash scripts/install.sh \
+RUN TFSCALE_EXTRAS=test bash scripts/install.sh \
  && rm -rf /root/.cache /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 --user-group tfscale \
  && chown -R 1000:1000 /opt/tfscale

@@ -16,7 +16,8 @@ setup:
 demo: setup
 	NP=$(NP) bash scripts/demo.sh
 
-test: setup
+test:
+	TFSCALE_EXTRAS=test bash scripts/install.sh
 	$(VENV)/bin/python -m pytest tests
 
 clean:

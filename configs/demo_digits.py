@@ -34,11 +34,11 @@ def get_config(variant: str = ""):
   config.plan = [
       phase("warmup", 2, "warmup", lr_start=0.0, lr_end=8.0, weight_decay=wd),
       phase("train", 10, "poly", lr_end=0.4, lr_power=1, weight_decay=wd),
-      phase("collapse1", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
+      phase("cycle1", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
       phase("rewarmup2", 2, "warmup", lr_end=4.0, weight_decay=wd),
-      phase("collapse2", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
+      phase("cycle2", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
       phase("rewarmup3", 2, "warmup", lr_end=4.0, weight_decay=wd),
-      phase("collapse3", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
+      phase("collapse", 4, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
             snapshot=True),
   ]
   config.train.validate_every_epochs = 4
@@ -49,9 +49,9 @@ def get_config(variant: str = ""):
   if variant == "tiny":
     config.plan = [
         phase("warmup", 1, "warmup", lr_start=0.0, lr_end=8.0, weight_decay=wd),
-        phase("collapse1", 1, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
+        phase("cycle1", 1, "poly", lr_end=0.0, lr_power=2, weight_decay=wd, snapshot=True),
         phase("rewarmup2", 1, "warmup", lr_end=4.0, weight_decay=wd),
-        phase("collapse2", 2, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
+        phase("collapse", 2, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
               snapshot=True),
     ]
     config.train.validate_every_epochs = 1

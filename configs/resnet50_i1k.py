@@ -23,12 +23,12 @@ solver file's.
   collapse  402 it (4.50 epochs): 0.254·(1 − it/402)², weight decay 1e-4, train_val_noaug   snapshot
 The collapse is a fresh solver: the LR jumps 0.24 → 0.254 and the velocity restarts from zero.
 """
-from tfscale.config_base import seed_authors_config
+from tfscale.config_base import caffe_recipe_config
 from tfscale.schedules import caffe_solver, phase
 
 
 def get_config(variant: str = ""):
-  config = seed_authors_config()
+  config = caffe_recipe_config()
   wd = 5e-5
   if not variant:
     config.train.reference_global_batch = 4096

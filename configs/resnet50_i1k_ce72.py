@@ -29,14 +29,14 @@ iteration count, warmup and poly curve start at 0 and whose momentum history sta
 The LR jumps at solver boundaries (0.933 → 1.02, 0.103 → 0.19, 0.077 → 0.143) and the velocity restarts
 from zero at each. Momentum 0.9, BN moving-average fraction 0.95, γ starting at 1, MSRA fan-out init,
 weight decay on weights and biases (not BN/Scale), Intel Caffe's random-aspect-ratio crop
-(config_base.seed_authors_config). At another global batch each solver keeps its length in images and its
+(config_base.caffe_recipe_config). At another global batch each solver keeps its length in images and its
 LRs scale linearly (the trainer warns).
 
 Variant `smooth` (--config=configs/resnet50_i1k_ce72.py:smooth) is the chain's shape as one continuous
 plan (`schedules.collapse_cycles`: poly restarted after each warmup, no jumps, no momentum resets, 72
 epochs); it is not what the authors ran.
 """
-from tfscale.config_base import seed_authors_config
+from tfscale.config_base import caffe_recipe_config
 from tfscale.schedules import caffe_solver, collapse_cycles
 
 GLOBAL_BATCH = 4096  # 64 nodes × 2 ranks × 32
@@ -60,7 +60,7 @@ def caffe_chain():
 
 
 def get_config(variant: str = ""):
-  config = seed_authors_config()
+  config = caffe_recipe_config()
   config.train.reference_global_batch = GLOBAL_BATCH
   if not variant:
     config.plan = caffe_chain()
@@ -72,5 +72,4 @@ def get_config(variant: str = ""):
         final_collapse_epochs=5, weight_decay=5e-5, collapse_weight_decay=2e-4)
   else:
     raise ValueError(f"unknown variant {variant!r} (known: smooth)")
-  config.eval.crops = 1
   return config

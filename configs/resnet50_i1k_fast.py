@@ -10,12 +10,12 @@ smooth shape (configs/resnet50_i1k_ce72.py:smooth) without the re-warmup cycles:
 poly-1 for 20 epochs over a 55-epoch horizon (to ≈ 1.02, as in the 72-epoch run), a 7-epoch poly-2 over
 a 14-epoch horizon, then the 5-epoch collapse (augmentation off, weight decay ×4).
 """
-from tfscale.config_base import seed_authors_config
+from tfscale.config_base import caffe_recipe_config
 from tfscale.schedules import collapse_cycles
 
 
 def get_config():
-  config = seed_authors_config()
+  config = caffe_recipe_config()
   config.train.reference_global_batch = 4096
   config.plan = collapse_cycles(
       peak_lr=0.1, warmup_start_lr=0.1 / 16, warmup_epochs=5, decay_epochs=20, decay_horizon_epochs=55,

@@ -14,12 +14,12 @@ hashed per-class fraction as split "test" (--test_fraction, default 2/9.5, i.e. 
 compressed to 30 epochs — warmup 3 epochs to 3.0 (0.1 per 256), poly-1 for 14 epochs over a 38-epoch
 horizon, one 8-epoch poly-2 cycle (snapshot), a 5-epoch collapse (snapshot).
 """
-from tfscale.config_base import seed_authors_config
+from tfscale.config_base import caffe_recipe_config
 from tfscale.schedules import collapse_cycles
 
 
 def get_config():
-  config = seed_authors_config("/local/imagenet22k", 21841, "wrn50_2")
+  config = caffe_recipe_config("/local/imagenet22k", 21841, "wrn50_2")
   config.train.batch_per_rank = 32
   config.train.reference_global_batch = 7680
   config.train.validate_every_epochs = 2

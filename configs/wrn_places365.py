@@ -4,7 +4,7 @@ r"""Wide ResNet-50-2 on Places-365 (Standard, 1.8 M images): the 72-epoch Collap
   python -m data_prep.places365 --raw_dir=/pfs/places365 --output_dir=/pfs/p365 --num_workers=32
   horovodrun -np 128 --hostfile hosts python -m tfscale.train \
       --config=configs/wrn_places365.py --workdir=/pfs/runs/wrn_p365 --config.data.dir=/local/p365
-  horovodrun -np 128 --hostfile hosts python -m tfscale.evaluate --workdir=/pfs/runs/wrn_p365 --crops=12
+  horovodrun -np 128 --hostfile hosts python -m tfscale.evaluate --workdir=/pfs/runs/wrn_p365
 
 Target: 12-crop top-5 error 0.125 on the Places-365 validation set (36,500 images), the figure the
 project's brief attributes to the seed papers (their width factors and plan are not in a source we could
@@ -21,5 +21,5 @@ def get_config():
   config.data.dir = "/local/places365"
   config.data.num_classes = 365
   config.model.name = "wrn50_2"
-  config.eval.crops = 12
+  config.evals.val.crops = 12
   return config

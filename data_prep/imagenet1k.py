@@ -37,20 +37,21 @@ flags.DEFINE_string("val_blacklist", None,
 VAL_ID = re.compile(r"(\d+)\.[A-Za-z]+$")
 
 
-def validation_wnids(raw_dir, val_dir):
-  """[(path, wnid)] for the validation images, whatever layout they come in."""
+def validation_wnids(raw_dir, val_dir, listings: dict):
+  """[(path, wnid)] for the validation images, whatever layout they come in (`listings`: the devkit files
+  the user named, by flag name; None where not given)."""
   subdirs = sorted(d for d in os.listdir(val_dir) if os.path.isdir(os.path.join(val_dir, d)))
   if subdirs:
     return [(os.path.join(val_dir, d, f), d) for d in subdirs for f in list_images(os.path.join(val_dir, d))]
   files = list_images(val_dir)
-  solution = find_file(raw_dir, FLAGS.val_solution_csv, "LOC_val_solution.csv")
+  solution = find_file(raw_dir, listings.get("val_solution_csv"), "LOC_val_solution.csv")
   if solution:
     with open(solution) as f:
       wnid_of = {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
     return [(os.path.join(val_dir, f), wnid_of[os.path.splitext(f)[0]]) for f in files
             if os.path.splitext(f)[0] in wnid_of]
-  ground_truth = find_file(raw_dir, FLAGS.val_ground_truth, "ILSVRC2012_validation_ground_truth.txt")
-  synsets = find_file(raw_dir, FLAGS.val_synsets, "ILSVRC2012_synsets.txt")
+  ground_truth = find_file(raw_dir, listings.get("val_ground_truth"), "ILSVRC2012_validation_ground_truth.txt")
+  synsets = find_file(raw_dir, listings.get("val_synsets"), "ILSVRC2012_synsets.txt")
   if not (ground_truth and synsets):
     raise app.UsageError(f"{val_dir} is flat: give --val_ground_truth with --val_synsets, or --val_solution_csv")
   with open(ground_truth) as f:
@@ -66,28 +67,30 @@ def read_blacklist(path):
     return {int(line) for line in f if line.strip()}
 
 
-def collect(raw_dir: str, label_offset: int):
-  """Returns (splits, classes) for `shards.convert`."""
+def collect(raw_dir: str, label_offset: int, train_shards: int, val_shards: int, val_blacklist: str = None,
+            listings: dict = None):
+  """Returns (splits, classes) for `shards.convert`; `listings`: devkit files by flag name (validation_wnids)."""
+  listings = listings or {}
   train_dir = os.path.join(raw_dir, "train")
   wnids = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
-  words = read_synset_words(find_file(raw_dir, FLAGS.synset_words, "LOC_synset_mapping.txt", "synset_words.txt"))
+  words = read_synset_words(find_file(raw_dir, listings.get("synset_words"), "LOC_synset_mapping.txt", "synset_words.txt"))
   label_of = {w: i + label_offset for i, w in enumerate(wnids)}
   entry = lambda path, wnid: shards.Entry(path, label_of[wnid], wnid, words.get(wnid, ""))
 
   train = [entry(os.path.join(train_dir, w, f), w) for w in wnids for f in list_images(os.path.join(train_dir, w))]
-  splits = {"train": shards.Split(train, FLAGS.train_shards)}
+  splits = {"train": shards.Split(train, train_shards)}
   val_dir = os.path.join(raw_dir, "val")
   if os.path.isdir(val_dir):
-    pairs = validation_wnids(raw_dir, val_dir)
+    pairs = validation_wnids(raw_dir, val_dir, listings)
     unknown = sorted({w for _, w in pairs} - set(label_of))
     if unknown:
       raise app.UsageError(f"validation classes missing from train/: {unknown[:5]}")
-    blacklist = read_blacklist(FLAGS.val_blacklist) if FLAGS.val_blacklist else set()
+    blacklist = read_blacklist(val_blacklist) if val_blacklist else set()
     is_black = lambda p: blacklist and VAL_ID.search(p) and int(VAL_ID.search(p).group(1)) in blacklist
-    splits["validation"] = shards.Split([entry(p, w) for p, w in pairs if not is_black(p)], FLAGS.val_shards)
+    splits["validation"] = shards.Split([entry(p, w) for p, w in pairs if not is_black(p)], val_shards)
     if blacklist:
       splits["validation_blacklisted"] = shards.Split([entry(p, w) for p, w in pairs if is_black(p)],
-                                                      max(1, FLAGS.val_shards // 16))
+                                                      max(1, val_shards // 16))
   classes = [{"synset": w, "text": words.get(w, "")} for w in wnids]
   return splits, classes
 
@@ -98,7 +101,10 @@ def main(argv):
   if not FLAGS.raw_dir or not os.path.isdir(os.path.join(FLAGS.raw_dir, "train")):
     cli.fail(program, f"--raw_dir must hold train/<wnid>/ (got {FLAGS.raw_dir!r})")
   cli.prepare_output(program)
-  splits, classes = collect(FLAGS.raw_dir, FLAGS.label_offset)
+  listings = {name: FLAGS[name].value for name in ("synset_words", "val_solution_csv", "val_ground_truth",
+                                                   "val_synsets")}
+  splits, classes = collect(FLAGS.raw_dir, FLAGS.label_offset, FLAGS.train_shards, FLAGS.val_shards,
+                            FLAGS.val_blacklist, listings)
   cli.convert("imagenet1k", splits, classes, ("train_shards", "val_shards", "val_blacklist"))
 
 

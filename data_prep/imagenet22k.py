@@ -70,7 +70,8 @@ def synset_sources(raw_dir: str):
   return sources
 
 
-def collect(raw_dir, label_offset, test_fraction, split_seed, min_images, num_workers):
+def collect(raw_dir, label_offset, test_fraction, split_seed, min_images, num_workers, train_shards, test_shards,
+            synset_words=None):
   """Returns (splits, classes, dropped classes)."""
   sources = synset_sources(raw_dir)
   if not sources:
@@ -84,14 +85,14 @@ def collect(raw_dir, label_offset, test_fraction, split_seed, min_images, num_wo
       dropped.append({"synset": wnid, "images": len(images)})
     else:
       kept.append((wnid, images))
-  words = read_synset_words(find_file(raw_dir, FLAGS.synset_words, "words.txt", "synset_words.txt"))
+  words = read_synset_words(find_file(raw_dir, synset_words, "words.txt", "synset_words.txt"))
   train, test = [], []
   for label, (wnid, images) in enumerate(kept):
     test_names = hashed_split(wnid, [name for name, *_ in images], test_fraction, split_seed)
     for name, path, offset, size in images:
       entry = shards.Entry(path, label + label_offset, wnid, words.get(wnid, ""), name=name, offset=offset, size=size)
       (test if name in test_names else train).append(entry)
-  splits = {"train": shards.Split(train, FLAGS.train_shards), "test": shards.Split(test, FLAGS.test_shards)}
+  splits = {"train": shards.Split(train, train_shards), "test": shards.Split(test, test_shards)}
   classes = [{"synset": w, "text": words.get(w, "")} for w, _ in kept]
   return splits, classes, dropped
 
@@ -105,7 +106,8 @@ def main(argv):
     cli.fail(program, "--test_fraction must be in [0, 1)")
   cli.prepare_output(program)
   splits, classes, dropped = collect(FLAGS.raw_dir, FLAGS.label_offset, FLAGS.test_fraction, FLAGS.split_seed,
-                                     FLAGS.min_images_per_class, FLAGS.num_workers)
+                                     FLAGS.min_images_per_class, FLAGS.num_workers, FLAGS.train_shards,
+                                     FLAGS.test_shards, FLAGS.synset_words)
   cli.convert("imagenet22k", splits, classes,
               ("train_shards", "test_shards", "test_fraction", "split_seed", "min_images_per_class"),
               extra={"dropped_classes": dropped, "heldout": "per class, lowest sha1(split_seed:wnid/filename)"})

@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence
 
 from PIL import Image
 
+from data_prep.shard_format import IMAGENET_FEATURES, shard_name, write_manifest
+
 CONVERTER_VERSION = 1
 SIDE_CAR_DIR = ".shards"
 
@@ -61,10 +63,6 @@ class BadImage(Exception):
   """An image that cannot be converted; the message is the reason recorded in the manifest."""
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-  return f"{split}-{index:05d}-of-{num_shards:05d}"
-
-
 def load_jpeg(raw: bytes, resize_shorter: int = 0, quality: int = 90):
   """Returns (jpeg_bytes, height, width, channels); re-encodes anything that is not a plain JPEG."""
   try:
@@ -97,19 +95,15 @@ def load_jpeg(raw: bytes, resize_shorter: int = 0, quality: int = 90):
 
 
 def example_features(entry: Entry, jpeg: bytes, height: int, width: int, channels: int) -> dict:
-  """The standard ImageNet TFRecord keys, in the `tfrecord` package's (value, type) form."""
-  return {
-      "image/encoded": (jpeg, "byte"),
-      "image/format": (b"JPEG", "byte"),
-      "image/class/label": (entry.label, "int"),
-      "image/class/synset": (entry.synset.encode(), "byte"),
-      "image/class/text": (entry.text.encode(), "byte"),
-      "image/height": (height, "int"),
-      "image/width": (width, "int"),
-      "image/channels": (channels, "int"),
-      "image/colorspace": (b"RGB" if channels == 3 else b"Grayscale", "byte"),
-      "image/filename": (entry.filename.encode(), "byte"),
+  """The standard ImageNet TFRecord keys (shard_format.IMAGENET_FEATURES), in the `tfrecord` package's
+  (value, kind) form."""
+  values = {
+      "image/encoded": jpeg, "image/format": b"JPEG", "image/class/label": entry.label,
+      "image/class/synset": entry.synset.encode(), "image/class/text": entry.text.encode(), "image/height": height,
+      "image/width": width, "image/channels": channels,
+      "image/colorspace": b"RGB" if channels == 3 else b"Grayscale", "image/filename": entry.filename.encode(),
   }
+  return {key: (values[key], kind) for key, kind in IMAGENET_FEATURES.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +211,21 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
   for stale in os.listdir(output_dir):  # half-written shards of a killed run
     if ".tmp-" in stale:
       os.remove(os.path.join(output_dir, stale))
-  tasks, done = [], {}
-  layout = {}
+  layout, tasks, done = _plan_shards(output_dir, splits, options, shuffle_seed)
+  if done:
+    print(f"resuming: {len(done)} shards already written, {len(tasks)} to go", file=sys.stderr)
+  done.update(_write_shards(tasks, num_workers))
+  manifest = _manifest(dataset, layout, splits, done, classes, label_offset, options, extra)
+  with open(os.path.join(output_dir, "labels.txt.tmp"), "w") as f:
+    f.writelines(c["synset"] + "\n" for c in classes)
+  os.replace(os.path.join(output_dir, "labels.txt.tmp"), os.path.join(output_dir, "labels.txt"))
+  write_manifest(output_dir, manifest)
+  return manifest
+
+
+def _plan_shards(output_dir, splits, options, shuffle_seed):
+  """({split: shard names}, tasks still to write, {name: metadata} of shards a previous run finished)."""
+  tasks, done, layout = [], {}, {}
   for split, spec in splits.items():
     entries = list(spec.entries)
     if split.startswith("train"):
@@ -232,30 +239,33 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
       else:
         tasks.append(ShardTask(output_dir, name, chunk, options.get("resize_shorter", 0),
                                options.get("jpeg_quality", 90)))
+  return layout, tasks, done
 
-  total_images = sum(len(t.entries) for t in tasks)
-  if done:
-    print(f"resuming: {len(done)} shards already written, {len(tasks)} to go", file=sys.stderr)
-  progress = _Progress(len(tasks), total_images)
+
+def _write_shards(tasks, num_workers) -> dict:
+  """{name: metadata} of the shards written, by a pool of workers (largest shards first keeps it busy)."""
+  progress = _Progress(len(tasks), sum(len(t.entries) for t in tasks))
   num_workers = num_workers or os.cpu_count() or 1
-  # Largest shards first keeps the pool busy to the end.
-  tasks.sort(key=lambda t: -len(t.entries))
+  tasks = sorted(tasks, key=lambda t: -len(t.entries))
   if num_workers == 1 or len(tasks) <= 1:
-    results = map(write_shard, tasks)
-    pool = None
+    results, pool = map(write_shard, tasks), None
   else:
     pool = multiprocessing.get_context("spawn").Pool(min(num_workers, len(tasks)))
     results = pool.imap_unordered(write_shard, tasks)
+  written = {}
   try:
     for meta in results:
-      done[meta["name"]] = meta
+      written[meta["name"]] = meta
       progress.update(meta["images"])
   finally:
     if pool is not None:
       pool.close()
       pool.join()
   progress.close()
+  return written
 
+
+def _manifest(dataset, layout, splits, done, classes, label_offset, options, extra) -> dict:
   manifest = {
       "dataset": dataset,
       "converter": {"name": "tfscale.data_prep", "version": CONVERTER_VERSION, "options": options},
@@ -276,12 +286,6 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
     }
     for n in names:
       manifest["skipped"].extend({"split": split, **s} for s in done[n]["skipped"])
-  with open(os.path.join(output_dir, "labels.txt.tmp"), "w") as f:
-    f.writelines(c["synset"] + "\n" for c in classes)
-  os.replace(os.path.join(output_dir, "labels.txt.tmp"), os.path.join(output_dir, "labels.txt"))
-  with open(os.path.join(output_dir, "manifest.json.tmp"), "w") as f:
-    json.dump(manifest, f, indent=1)
-  os.replace(os.path.join(output_dir, "manifest.json.tmp"), os.path.join(output_dir, "manifest.json"))
   return manifest
 
 

@@ -10,14 +10,13 @@ Exits 0 with a one-line summary when everything matches; otherwise prints each p
 format of the `tfrecord` package's tfrecord2idx) for random access by other readers.
 """
 import io
-import json
 import multiprocessing
 import os
-import re
-import struct
 import sys
 
 from absl import app, flags
+
+from data_prep.shard_format import RECORD_KEYS, read_manifest, record_frames, shards_by_split, write_manifest
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("decode_every", 50, "Decode every Nth image of each shard with PIL (1: all of them).")
@@ -27,8 +26,6 @@ flags.DEFINE_integer("label_offset", None, "Stored label of the first class (nee
 flags.DEFINE_integer("num_classes", None, "Number of classes (needed with --write_manifest).")
 flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per core).")
 
-SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
-KEYS = {"imagenet": ("image/encoded", "image/class/label"), "tfds": ("image", "label")}
 
 
 class CorruptShard(Exception):
@@ -43,25 +40,15 @@ def _masked_crc(data: bytes) -> int:
 
 def read_records(path: str):
   """Yields (offset, serialized record) and checks both CRCs of every record."""
-  with open(path, "rb") as f:
-    offset = 0
-    while True:
-      header = f.read(12)
-      if not header:
-        return
-      if len(header) < 12:
-        raise CorruptShard(f"{path}: truncated record header at byte {offset}")
-      length, length_crc = struct.unpack("<QI", header)
-      if _masked_crc(header[:8]) != length_crc:
+  try:
+    for offset, length_bytes, length_crc, data, data_crc in record_frames(path):
+      if _masked_crc(length_bytes) != length_crc:
         raise CorruptShard(f"{path}: bad length CRC at byte {offset}")
-      data = f.read(length)
-      footer = f.read(4)
-      if len(data) < length or len(footer) < 4:
-        raise CorruptShard(f"{path}: truncated record at byte {offset}")
-      if _masked_crc(data) != struct.unpack("<I", footer)[0]:
+      if _masked_crc(data) != data_crc:
         raise CorruptShard(f"{path}: bad data CRC at byte {offset}")
       yield offset, data
-      offset += 16 + length
+  except EOFError as e:
+    raise CorruptShard(str(e)) from None
 
 
 def check_shard(task):
@@ -78,11 +65,11 @@ def check_shard(task):
       index_lines.append(f"{offset} {len(data) + 16}\n")
       features = example_pb2.Example.FromString(data).features.feature
       if result["format"] is None:
-        result["format"] = next((f for f, keys in KEYS.items() if all(k in features for k in keys)), None)
+        result["format"] = next((f for f, keys in RECORD_KEYS.items() if all(k in features for k in keys)), None)
         if result["format"] is None:
           result["problems"].append(f"{path}: record 0 has neither ImageNet nor TFDS keys: {sorted(features)[:6]}")
           break
-      image_key, label_key = KEYS[result["format"]]
+      image_key, label_key = RECORD_KEYS[result["format"]]
       label = features[label_key].int64_list.value[0]
       result["records"] += 1
       result["min_label"] = label if result["min_label"] is None else min(result["min_label"], label)
@@ -105,28 +92,15 @@ def check_shard(task):
   return result
 
 
-def discover(data_dir: str):
-  """{split: [shard paths]} from `<split>-NNNNN-of-MMMMM` names (for shards without a manifest)."""
-  splits = {}
-  for name in sorted(os.listdir(data_dir)):
-    match = SHARD_NAME.match(name)
-    if match:
-      splits.setdefault(match["split"], []).append(os.path.join(data_dir, name))
-  return splits
-
-
 def verify(data_dir: str, decode_every: int, write_index: bool, num_workers: int):
   """(problems, per-split results, manifest or None)."""
-  manifest_path = os.path.join(data_dir, "manifest.json")
-  manifest = None
+  manifest = read_manifest(data_dir)
   synsets = {}
-  if os.path.exists(manifest_path):
-    with open(manifest_path) as f:
-      manifest = json.load(f)
+  if manifest is not None:
     splits = {s: [os.path.join(data_dir, sh["name"]) for sh in v["shards"]] for s, v in manifest["splits"].items()}
     synsets = {c["label"]: c["synset"] for c in manifest.get("classes", [])}
   else:
-    splits = discover(data_dir)
+    splits = shards_by_split(data_dir)
   problems = []
   for split, paths in splits.items():
     problems += [f"{p}: listed in manifest.json but missing" for p in paths if not os.path.exists(p)]
@@ -188,8 +162,7 @@ def main(argv):
                         f"--num_classes={FLAGS.num_classes}")
       else:
         manifest = external_manifest(data_dir, per_split, FLAGS.label_offset, FLAGS.num_classes)
-        with open(os.path.join(data_dir, "manifest.json"), "w") as f:
-          json.dump(manifest, f, indent=1)
+        write_manifest(data_dir, manifest)
   if problems:
     for problem in problems[:50]:
       print(problem, file=sys.stderr)

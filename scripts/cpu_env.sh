@@ -6,12 +6,9 @@
 #   scripts/cpu_env.sh [CORES_PER_RANK] --print        # shows what it would set
 #
 # The launchers in scripts/launch/ put it in front of every rank's command, so each rank computes its
-# share on its own node after mpirun/srun have bound it. Cores per rank, first that applies:
-#   1. CORES_PER_RANK given;
-#   2. SLURM_CPUS_PER_TASK (srun --cpus-per-task);
-#   3. the rank's CPU affinity (`nproc`) when the launcher bound it to fewer CPUs than the node has;
-#   4. the node's CPUs divided by the ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE,
-#      HOROVOD_LOCAL_SIZE), the rule tfscale applies itself when nothing is set.
+# share on its own node after mpirun/srun have bound it. Cores per rank: tfscale/cpu_cores.py's rule (the
+# one tfscale applies itself): CORES_PER_RANK, else SLURM_CPUS_PER_TASK, else the rank's CPU affinity when
+# bound, else the node's CPUs ÷ the ranks on this node.
 #
 # What each variable does with the stock TensorFlow 2.18 wheel (oneDNN built on TF's own thread pool;
 # `ldd` shows no OpenMP runtime linked):
@@ -25,15 +22,10 @@
 #                           the next op finds them awake without starving the input pipeline's threads).
 # An explicit `--config.train.intra_op_threads` / `inter_op_threads` still wins over this file.
 _tfscale_cores_per_rank() {
-  if [[ -n ${1:-} ]]; then echo "$1"; return; fi
-  if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then echo "$SLURM_CPUS_PER_TASK"; return; fi
-  local bound all local_ranks
-  bound=$(nproc)
-  all=$(nproc --all)
-  if ((bound < all)); then echo "$bound"; return; fi
-  local_ranks=${OMPI_COMM_WORLD_LOCAL_SIZE:-${SLURM_NTASKS_PER_NODE:-${HOROVOD_LOCAL_SIZE:-1}}}
-  local_ranks=${local_ranks%%(*}   # SLURM_NTASKS_PER_NODE can read "2(x64)"
-  echo $((all / local_ranks > 0 ? all / local_ranks : 1))
+  # The rule lives in tfscale/cpu_cores.py (standard library only), which tfscale itself uses too.
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  "${TFSCALE_PYTHON:-python3}" "$here/../tfscale/cpu_cores.py" "${1:-}"
 }
 
 _tfscale_cpu_env() {

@@ -16,7 +16,9 @@ venv=${TFSCALE_VENV:-$repo/.venv}
 cache=${TFSCALE_CACHE:-$HOME/.cache/tfscale}
 python=${PYTHON:-python3}
 horovod_version=0.28.1
-tf_version=$(sed -n 's/^ *tensorflow==//p' "$repo/setup.cfg")
+tf_version=$(sed -n 's/^ *"tensorflow==\([0-9.]*\)",/\1/p' "$repo/pyproject.toml")
+# TFSCALE_EXTRAS=test (what `make test` sets) adds pyproject.toml's test extra: pytest, hadolint, spython.
+extras=${TFSCALE_EXTRAS:+[$TFSCALE_EXTRAS]}
 
 say() { printf '[install] %s\n' "$*"; }
 
@@ -51,14 +53,14 @@ py_tag=$("$vpy" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info
 [[ $py_tag == cp311 ]] || { say "need Python 3.11, $vpy is $py_tag" >&2; exit 1; }
 
 stamp=$venv/.tfscale-install-stamp
-want_stamp=$(cat "$repo/setup.cfg" "$repo/setup.py" "$0" | sha256sum | cut -c1-16)
+want_stamp=$( (cat "$repo/pyproject.toml" "$0"; echo "$extras") | sha256sum | cut -c1-16)
 if [[ -f $stamp && $(cat "$stamp") == "$want_stamp" ]] && "$vpy" -c 'import horovod.tensorflow' 2>/dev/null; then
   say "stack already installed ($want_stamp)"
 else
   export PIP_DISABLE_PIP_VERSION_CHECK=1
-  say "installing the pinned stack (setup.cfg) and tfscale itself, editable"
+  say "installing the pinned stack (pyproject.toml) and tfscale itself, editable${extras:+, with $extras}"
   "$vpy" -m pip install -q --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
-  "$vpy" -m pip install -q -e "$repo"
+  "$vpy" -m pip install -q -e "$repo$extras"
 
   # Horovod compiles its TF ops against the installed TF, so the cache key carries every version
   # that changes the binary.

@@ -14,5 +14,5 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=${PYTHON:-$repo/.venv/bin/python}
 [[ -x $python ]] || python=python3
 cd "$repo"
-exec "$python" -m tfscale.staging --src="$src" --dst="$dst" --node="$node" --nodes="$nodes" \
+exec "$python" -m tfscale_tools.staging --src="$src" --dst="$dst" --node="$node" --nodes="$nodes" \
   --ranks_per_node="$ranks_per_node"

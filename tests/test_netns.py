@@ -80,11 +80,11 @@ def test_dry_run_and_refusals_need_no_namespaces(tmp_path):
   state.mkdir()
   (state / "hosts").write_text("10.9.0.11 x-h1\n10.9.0.12 x-h2\n")
   env = dict(ENV, TFSCALE_NETNS_STATE=str(state), TFSCALE_NETNS_SUBNET="10.9.0")
-  out = netns("mpirun.sh", "--ranks-per-host=2", "--dry-run", "--", "python", "-m", "tfscale.bench", env=env).stdout
+  out = netns("mpirun.sh", "--ranks-per-host=2", "--dry-run", "--", "python", "-m", "tfscale_tools.bench", env=env).stdout
   assert out.split() == ["mpirun", "-np", "4", "--host", "10.9.0.11:2,10.9.0.12:2", "--mca", "plm_rsh_agent",
                          os.path.join(NETNS, "rsh"), "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include",
                          "10.9.0.0/24", "--mca", "oob_tcp_if_include", "10.9.0.0/24", "--bind-to", "none", "-x",
-                         "PATH", "python", "-m", "tfscale.bench"]
+                         "PATH", "python", "-m", "tfscale_tools.bench"]
   unknown = netns("rsh", "-x", "10.9.0.99", "true", env=env)
   assert unknown.returncode == 2 and "unknown host 10.9.0.99" in unknown.stderr
   assert netns("up.sh", "--rate=fast").returncode == 2

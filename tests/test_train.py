@@ -84,40 +84,85 @@ def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
   config = json.loads((workdir / "config.json").read_text())
   assert config["model"]["name"] == "resnet_cifar8"
   snapshots = json.loads((workdir / "snapshots.json").read_text())
-  assert [s["phase"] for s in snapshots] == ["collapse1", "collapse2"]
+  assert [s["phase"] for s in snapshots] == ["cycle1", "collapse"]
   for s in snapshots:
     assert {"model.json", "weights.h5", "snapshot.json"} <= set(os.listdir(workdir / s["path"]))
   result = run_module("tfscale.evaluate", f"--workdir={workdir}")
   assert "ensemble of 2" in result.stdout
-  evaluation = json.loads((workdir / "eval.json").read_text())
-  assert evaluation["count"] == 359
+  evaluation = json.loads((workdir / "eval.json").read_text())["evals"]["val"]
+  assert evaluation["count"] == 359 and evaluation["splits"] == ["validation"]
   assert [m["name"] for m in evaluation["members"]] == [s["name"] for s in snapshots]
   # Evaluation reproduces the accuracy measured when each snapshot was taken.
   for member, snapshot in zip(evaluation["members"], snapshots):
     assert member["top1"] == pytest.approx(snapshot["val_top1"], abs=1e-9)
   assert evaluation["ensemble"]["top1"] > 0.5  # five epochs of digits: well above chance (0.1)
   assert (workdir / "eval.md").read_text().count("|") > 10
+  assert "Pairwise top-1 disagreement" in (workdir / "eval.md").read_text()
+  assert "ensemble top-1 gain" in result.stdout
 
 
-def test_blacklist_split_reports_both_imagenet_protocols(single_rank_run, digits_raw, tmp_path):
-  """Converted with a blacklist, the same 359 images give the ILSVRC2012 protocol (all of them, which
-  must equal the plain evaluation exactly) and the ILSVRC2014 one (the 319 not blacklisted)."""
-  plain = json.loads((single_rank_run / "eval.json").read_text())
+def test_one_pass_evaluation_equals_sorting_every_members_probabilities(single_rank_run, digits_shards):
+  """The counts-only evaluation against the way it used to be computed: every member's full probability
+  matrix, rows sorted, the ensemble as the mean matrix; equal to the last image."""
+  script = f"""
+import json, os, sys
+import numpy as np
+sys.path.insert(0, {REPO!r})
+import tfscale
+from tfscale import datasets, input_pipeline
+import tf_keras
+from tfscale import workdir
+config, snapshots = workdir.read_run({str(single_rank_run)!r})
+info = datasets.load({str(digits_shards)!r})
+probabilities, labels = [], None
+for s in snapshots:
+  model = workdir.load_snapshot({str(single_rank_run)!r}, s)
+  batches = list(input_pipeline.eval_dataset(info, config.data, "validation", 64))
+  probabilities.append(np.concatenate([tf_keras.activations.softmax(model(x, training=False)).numpy() for x, _ in batches]))
+  labels = np.concatenate([y.numpy() for _, y in batches])
+def hits(p, k):
+  return int((np.argsort(-p, axis=1, kind="stable")[:, :k] == labels[:, None]).any(axis=1).sum())
+mean = sum(probabilities) / len(probabilities)
+top1 = [p.argmax(axis=1) for p in probabilities]
+print(json.dumps({{"members": [[hits(p, 1), hits(p, 5)] for p in probabilities], "ensemble": [hits(mean, 1), hits(mean, 5)],
+                  "disagree": int((top1[0] != top1[1]).sum()), "count": len(labels)}}))
+"""
+  reference = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                        check=True).stdout.strip().splitlines()[-1])
+  run_module("tfscale.evaluate", f"--workdir={single_rank_run}")
+  ours = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  n = reference["count"]
+  assert ours["count"] == n == 359
+  for member, (top1, top5) in zip(ours["members"], reference["members"]):
+    assert round(member["top1"] * n) == top1 and round(member["top5"] * n) == top5
+  assert round(ours["ensemble"]["top1"] * n) == reference["ensemble"][0]
+  assert round(ours["ensemble"]["top5"] * n) == reference["ensemble"][1]
+  assert round(ours["diversity"]["pairwise_disagreement"][0][1] * n) == reference["disagree"]
+
+
+def test_imagenet_protocols_are_two_named_evaluations_over_splits(single_rank_run, digits_raw, tmp_path):
+  """Converted with a blacklist, the same 359 images give the ILSVRC2012 protocol (an evaluation over
+  validation + validation_blacklisted, which must equal the plain evaluation exactly) and the ILSVRC2014
+  one (validation alone: the 319 not blacklisted), from one command: the seed recipes name both."""
+  plain = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
   blacklist = tmp_path / "blacklist.txt"
   blacklist.write_text("\n".join(str(i) for i in range(1, 360, 9)) + "\n")  # 40 of the 359 ids
   shards = tmp_path / "shards"
   run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={shards}", "--train_shards=2",
              "--val_shards=2", f"--val_blacklist={blacklist}", "--num_workers=2")
-  result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--data_dir={shards}")
-  assert "ILSVRC2014 protocol (blacklisted images removed): 319 images" in result.stdout
-  assert "ILSVRC2012 protocol (validation + validation_blacklisted): 359 images" in result.stdout
-  both = json.loads((single_rank_run / "eval.json").read_text())
-  assert both["count"] == 319 and both["with_extra"]["count"] == 359
-  for ours, reference in zip(both["with_extra"]["members"] + [both["with_extra"]["ensemble"]],
-                             plain["members"] + [plain["ensemble"]]):
+  protocols = "('validation', 'validation_blacklisted')"
+  result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--config.data.dir={shards}",
+                      f"--config.evals.val.splits={protocols}")
+  assert "val: validation + validation_blacklisted, 359 images" in result.stdout
+  both = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  for ours, reference in zip(both["members"] + [both["ensemble"]], plain["members"] + [plain["ensemble"]]):
     assert ours["top1"] == pytest.approx(reference["top1"], abs=1e-12)
     assert ours["top5"] == pytest.approx(reference["top5"], abs=1e-12)
+  result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--config.data.dir={shards}")
+  assert "val: validation, 319 images" in result.stdout
   assert (single_rank_run / "eval.png").exists()
+  unknown = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--evals=nope", check=False)
+  one_line_error(unknown, "unknown evaluations ['nope']")
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")  # leave the plain result for later tests
 
 
@@ -192,12 +237,12 @@ def horovodrun(*args, timeout=900):
 
 def test_two_rank_multicrop_evaluation_covers_the_odd_split_exactly(single_rank_run):
   """359 validation images over 2 ranks × batch 16, 12 views each: every image counted once."""
-  run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--crops=12")
-  single = json.loads((single_rank_run / "eval.json").read_text())
-  result = horovodrun(sys.executable, "-m", "tfscale.evaluate", f"--workdir={single_rank_run}", "--crops=12",
-                      "--batch_size=16")
+  run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--config.evals.val.crops=12")
+  single = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  result = horovodrun(sys.executable, "-m", "tfscale.evaluate", f"--workdir={single_rank_run}",
+                      "--config.evals.val.crops=12", "--config.eval.batch_size=16")
   assert result.returncode == 0, result.stderr[-3000:]
-  double = json.loads((single_rank_run / "eval.json").read_text())
+  double = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
   assert double["count"] == single["count"] == 359 and double["crops"] == 12
   for a, b in zip(double["members"] + [double["ensemble"]], single["members"] + [single["ensemble"]]):
     assert abs(a["top1"] - b["top1"]) * 359 <= 1  # other batch shapes may flip a near-tie, no more
@@ -219,7 +264,9 @@ def test_corrupt_shard_stops_training_with_its_name(digits_shards, tmp_path):
 
 
 def test_staging_copies_each_node_only_its_ranks_shards(digits_shards, tmp_path):
-  from tfscale import datasets, staging
+  from data_prep import shard_format
+  from tfscale import datasets
+  from tfscale_tools import staging
   copied, _, kept = staging.stage(str(digits_shards), str(tmp_path / "node1"), node=1, nodes=2, ranks_per_node=1,
                                   splits=["train", "validation"])
   names = sorted(os.listdir(tmp_path / "node1"))
@@ -229,7 +276,7 @@ def test_staging_copies_each_node_only_its_ranks_shards(digits_shards, tmp_path)
   assert (copied, kept) == (7, 0)
   assert staging.stage(str(digits_shards), str(tmp_path / "node1"), 1, 2, 1, ["train", "validation"])[0] == 0
   info = datasets.load(str(tmp_path / "node1"))
-  assert datasets.files_for_rank(info.split("train").files, 1, 2)[0] == [
+  assert shard_format.files_for_rank(info.split("train").files, 1, 2)[0] == [
       str(tmp_path / "node1" / f"train-0000{i}-of-00008") for i in (1, 3, 5, 7)]
 
 
@@ -240,4 +287,25 @@ def test_batch_renorm_run_trains_snapshots_and_evaluates(digits_shards, tmp_path
              "--config.model.renorm=True", "--config.model.renorm_ramp_epochs=(0.5, 3.0)")
   result = run_module("tfscale.evaluate", f"--workdir={workdir}")
   assert "ensemble of 2" in result.stdout
-  assert json.loads((workdir / "eval.json").read_text())["count"] == 359
+  assert json.loads((workdir / "eval.json").read_text())["evals"]["val"]["count"] == 359
+
+
+def test_ranks_with_different_record_counts_finish_together(digits_raw, tmp_path):
+  """3 shard files for 2 ranks: rank 0 reads two, rank 1 one, so per epoch and per validation pass the ranks
+  hold different numbers of records (and of validation batches). Every collective is reached by every rank
+  at the same step, so the run finishes; a collective behind a rank-dependent branch would hang it."""
+  shards = tmp_path / "uneven"
+  run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={shards}", "--train_shards=3",
+             "--val_shards=3", "--num_workers=2")
+  from data_prep import shard_format
+  info = json.loads((shards / "manifest.json").read_text())
+  files = [str(shards / s["name"]) for s in info["splits"]["validation"]["shards"]]
+  per_rank = [sum(shard_format.count_records(f) for f in shard_format.files_for_rank(files, r, 2)[0]) for r in (0, 1)]
+  assert per_rank[0] > 1.5 * per_rank[1]
+  workdir = tmp_path / "run"
+  result = horovodrun(sys.executable, "-m", "tfscale.train", TINY, f"--workdir={workdir}",
+                      f"--config.data.dir={shards}", "--config.eval.batch_size=32", timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert [s["phase"] for s in json.loads((workdir / "snapshots.json").read_text())] == ["cycle1", "collapse"]
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert len(rows) == 5 and rows[-1]["ranks"] == 2 and "val_top1" in rows[-1]

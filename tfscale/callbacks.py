@@ -1,11 +1,10 @@
-"""Keras callbacks of the training loop: stop, snapshot, average metrics, validate, log, checkpoint.
+"""Keras callbacks of the training loop. `trainer.create_callbacks` declares their order, once.
 
-Order matters and is the trainer's: metrics are averaged over ranks before anything reads them, and
-Keras appends its History last, so the recorded history is the averaged one on every rank.
-Horovod's own MetricAverageCallback does not work with tf_keras 2.18; `MetricAverage` replaces it.
+Every cross-rank step happens in a place every rank reaches at the same step: the end of an epoch
+(`EpochEnd.reduce`) and the end of a snapshot phase (`SnapshotAtPhaseEnd`), both decided by the step
+count alone. Rank-0-only work (log lines, TensorBoard, files) comes after the collectives, never between
+them. Keras appends its History last, so the recorded history is the cross-rank one on every rank.
 """
-import json
-import os
 import time
 
 import numpy as np
@@ -13,52 +12,11 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfscale import distributed, plots
-
-SNAPSHOTS_FILE = "snapshots.json"
-METRICS_FILE = "metrics.jsonl"   # one JSON object per epoch, appended by rank 0
-
-
-def read_metrics(workdir: str) -> list:
-  """Epoch rows of metrics.jsonl; a resumed run re-trains epochs after its checkpoint, so the last row of
-  each epoch wins."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
-    return []
-  rows = {}
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        row = json.loads(line)
-        rows[row["epoch"]] = row
-  return [rows[e] for e in sorted(rows)]
+from tfscale import distributed, plots, run_control, workdir as workdir_files
 
 
 def _step(model) -> int:
   return int(model.optimizer.iterations.numpy())
-
-
-def read_snapshots(workdir: str) -> list:
-  path = os.path.join(workdir, SNAPSHOTS_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return json.load(f)
-
-
-def write_json_atomically(path: str, value):
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
-
-
-def save_snapshot(model, directory: str, meta: dict):
-  """A self-contained snapshot: architecture (JSON), weights (HDF5) and what produced them."""
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, "model.json"), "w") as f:
-    f.write(model.to_json())
-  model.save_weights(os.path.join(directory, "weights.h5"))
-  write_json_atomically(os.path.join(directory, "snapshot.json"), meta)
 
 
 class StopAtStep(tf_keras.callbacks.Callback):
@@ -74,7 +32,8 @@ class StopAtStep(tf_keras.callbacks.Callback):
 
 
 class SnapshotAtPhaseEnd(tf_keras.callbacks.Callback):
-  """At the end of every snapshot phase (each collapse): global BN statistics, validation, a snapshot."""
+  """At the end of every snapshot phase (each collapse): global BN statistics and validation on every
+  rank, then rank 0 writes the snapshot and the index."""
 
   def __init__(self, plan, workdir, config, validate, snapshots: list):
     super().__init__()
@@ -88,70 +47,130 @@ class SnapshotAtPhaseEnd(tf_keras.callbacks.Callback):
       return
     distributed.average_variables(self.model.non_trainable_variables)
     accuracy = self.validate()
-    name = f"{self.due[step]}-{step}"
-    entry = {"name": name, "path": os.path.join("snapshots", name), "phase": self.due[step], "step": step,
-             "epoch": step / self.steps_per_epoch, "val_top1": accuracy["top1"], "val_top5": accuracy["top5"]}
+    entry = workdir_files.snapshot_entry(self.due[step], step, step / self.steps_per_epoch, accuracy)
     self.snapshots.append(entry)
     if distributed.is_chief():
-      save_snapshot(self.model, os.path.join(self.workdir, entry["path"]),
-                    {**entry, "config": self.config.to_dict()})
-      write_json_atomically(os.path.join(self.workdir, SNAPSHOTS_FILE), self.snapshots)
-      logging.info("snapshot %s: validation top-1 %.4f top-5 %.4f", name, accuracy["top1"], accuracy["top5"])
+      workdir_files.save_snapshot(self.workdir, self.model, entry, self.snapshots, self.config)
+      logging.info("snapshot %s: validation top-1 %.4f top-5 %.4f", entry["name"], accuracy["top1"],
+                   accuracy["top5"])
 
 
-class MetricAverage(tf_keras.callbacks.Callback):
-  """Replaces each rank's epoch metrics by their mean over ranks (in place, so later callbacks see it)."""
+class EpochEnd(tf_keras.callbacks.Callback):
+  """Times the steps, and ends every epoch in one sequence.
 
-  def on_epoch_end(self, epoch, logs=None):
-    if logs is None or distributed.size() == 1:
-      return
-    keys = sorted(k for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0)
-    means = distributed.allreduce_mean([float(logs[k]) for k in keys])
-    logs.update({k: float(m) for k, m in zip(keys, means)})
+  First in the callback list, so its clock brackets the training step alone (snapshots and checkpoints
+  taken in later callbacks' batch ends are outside it). At the end of an epoch, on every rank:
+  `reduce` — validation when due (BN statistics averaged first), one allreduce of the epoch's metrics and
+  times, one allgather of each rank's images/s; then rank 0 alone: `report` — the log line, TensorBoard,
+  metrics.jsonl and training.png.
 
+  images/s is steady state: the first step of each epoch (the trace of a `fit` call, the iterator's
+  warm-up after validation) is left out of both the images and the seconds.
+  """
 
-class PeriodicValidation(tf_keras.callbacks.Callback):
-  """Exact validation over all ranks every N epochs and after the last one; adds val_top1/val_top5."""
-
-  def __init__(self, validate, every_epochs: int, total_steps: int):
+  def __init__(self, plan, batch_per_rank: int, workdir: str, validate, validate_every_epochs: int, stop=None,
+               run_log=None):
     super().__init__()
-    self.validate, self.every_epochs, self.total_steps = validate, every_epochs, total_steps
-
-  def on_epoch_end(self, epoch, logs=None):
-    last = _step(self.model) >= self.total_steps
-    if not last and (self.every_epochs <= 0 or (epoch + 1) % self.every_epochs):
-      return
-    distributed.average_variables(self.model.non_trainable_variables)
-    accuracy = self.validate()
-    logs["val_top1"], logs["val_top5"] = accuracy["top1"], accuracy["top5"]
-
-
-class StepTimer(tf_keras.callbacks.Callback):
-  """Adds `train_seconds`: the epoch's time inside training steps (input waits included; validation,
-  snapshots and checkpoints excluded). First in the callback list, so its clock brackets the step alone.
-  Keeps every rank's train_seconds (`rank_seconds`), the last step's time and the epoch's start for
-  EpochLog and ProgressBar."""
+    self.run_log = run_log  # mlperf_log.RunLog (rank 0 writes, other ranks' is disabled)
+    self.stop = stop  # run_control.StopAtRequest: an agreed stop ends the epoch early, with no epoch figures
+    self.plan, self.batch_per_rank, self.workdir = plan, batch_per_rank, workdir
+    self.validate, self.validate_every_epochs = validate, validate_every_epochs
+    self.writer = None  # created by whichever process is rank 0 (after an elastic reset it may change)
+    self.last_plot = -float("inf")
+    self.run_start = time.time()
 
   def on_epoch_begin(self, epoch, logs=None):
-    self.seconds, self.epoch_start = 0.0, time.perf_counter()
+    self.start_step, self.epoch_start = _step(self.model), time.perf_counter()
+    self.step_seconds = []
+    if self.run_log:
+      every = max(self.validate_every_epochs, 1)
+      if epoch % every == 0 or not hasattr(self, "block_start"):
+        self.block_start = epoch + 1
+        self.run_log.start("block_start", first_epoch_num=epoch + 1, epoch_count=every)
+      self.run_log.start("epoch_start", epoch_num=epoch + 1)
 
   def on_train_batch_begin(self, batch, logs=None):
     self.batch_start = time.perf_counter()
 
   def on_train_batch_end(self, batch, logs=None):
     self.last_step_seconds = time.perf_counter() - self.batch_start
-    self.seconds += self.last_step_seconds
+    self.step_seconds.append(self.last_step_seconds)
 
   def on_epoch_end(self, epoch, logs=None):
-    logs["train_seconds"] = self.seconds
-    self.rank_seconds = distributed.allgather_floats(self.seconds)  # before MetricAverage replaces it
+    if self.stop is not None and self.stop.stopped:  # agreed by every rank at the same step
+      return
+    rank_rates = self.reduce(epoch, logs)
+    if distributed.is_chief():
+      self.report(epoch, logs, rank_rates)
+
+  def reduce(self, epoch, logs) -> np.ndarray:
+    """Every cross-rank step of the epoch's end, on every rank; adds the global figures to `logs` and returns
+    every rank's images/s."""
+    step = _step(self.model)
+    last = step >= self.plan.total_steps
+    if last or (self.validate_every_epochs > 0 and (epoch + 1) % self.validate_every_epochs == 0):
+      distributed.average_variables(self.model.non_trainable_variables)
+      accuracy = self.validate()
+      logs["val_top1"], logs["val_top5"] = accuracy["top1"], accuracy["top5"]
+    steady = self.step_seconds[1:] or self.step_seconds
+    own_rate = len(steady) * self.batch_per_rank / max(sum(steady), 1e-9)
+    keys = sorted(k for k, v in logs.items() if (np.isscalar(v) or np.ndim(v) == 0) and not k.startswith("val_"))
+    local = [float(logs[k]) for k in keys] + [sum(self.step_seconds), time.perf_counter() - self.epoch_start,
+                                              len(steady), sum(steady)]
+    means = distributed.allreduce_mean(local)
+    logs.update({k: float(m) for k, m in zip(keys, means)})
+    logs["train_seconds"], logs["epoch_seconds"] = float(means[-4]), float(means[-3])
+    # Global steady-state rate: every rank's images over the ranks' mean time.
+    logs["images_per_second"] = float(means[-2] * self.batch_per_rank * distributed.size() / max(means[-1], 1e-9))
+    last_step = min(step, self.plan.total_steps) - 1
+    logs["lr"] = float(self.plan.lr[last_step])
+    logs["weight_decay"] = float(self.plan.weight_decay[last_step])
+    return distributed.allgather_floats(own_rate)
+
+  def report(self, epoch, logs, rank_rates):
+    """Rank 0: one log line (with elapsed time and ETA to the end of the plan), TensorBoard, metrics.jsonl,
+    and training.png at most once a minute (drawing stalls the other ranks at the next collective)."""
+    step = _step(self.model)
+    phase = self.plan.phases[self.plan.phase_at(min(step, self.plan.total_steps) - 1)]["name"]
+    elapsed = time.time() - self.run_start
+    seconds_per_step = logs["epoch_seconds"] / max(step - self.start_step, 1)
+    eta = max(self.plan.total_steps - step, 0) * seconds_per_step
+    shown = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "top1", "top5", "val_top1", "val_top5") if k in logs)
+    logging.info("epoch %d/%d [%s] step %d  %s  lr %.4g wd %.2g  %.0f images/s  elapsed %s eta %s", epoch + 1,
+                 -(-self.plan.total_steps // self.plan.steps_per_epoch), phase, step, shown, logs["lr"],
+                 logs["weight_decay"], logs["images_per_second"], _clock(elapsed), _clock(eta))
+    if self.writer is None:
+      self.writer = tf.summary.create_file_writer(workdir_files.path(self.workdir, workdir_files.TENSORBOARD))
+    with self.writer.as_default(step=step):
+      for key, value in logs.items():
+        tf.summary.scalar(key, value)
+      for rank, rate in enumerate(rank_rates):
+        tf.summary.scalar(f"images_per_second_rank/{rank}", rate)
+    self.writer.flush()
+    workdir_files.append_metrics(self.workdir, {
+        "epoch": epoch + 1, "step": step, "phase": phase, "time": time.time(), "ranks": distributed.size(),
+        **{k: float(v) for k, v in logs.items()}})
+    if self.run_log:
+      self.run_log.end("epoch_stop", epoch_num=epoch + 1)
+      if "val_top1" in logs:
+        self.run_log.event("eval_accuracy", logs["val_top1"], epoch_num=epoch + 1)
+        self.run_log.end("block_stop", first_epoch_num=self.block_start)
+    if step >= self.plan.total_steps or time.perf_counter() - self.last_plot >= 60:
+      plots.plot_training(workdir_files.read_metrics(self.workdir), self.plan,
+                          workdir_files.path(self.workdir, workdir_files.TRAINING_PLOT))
+      self.last_plot = time.perf_counter()
+
+
+def _clock(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class ProgressBar(tf_keras.callbacks.Callback):
   """Rank 0's progress bar over each epoch's steps, with loss and the global images/s of the last step
   (only on a terminal: in batch-job logs the epoch lines say the same once per epoch)."""
 
-  def __init__(self, timer: StepTimer, batch_per_rank: int, steps_per_epoch: int):
+  def __init__(self, timer: EpochEnd, batch_per_rank: int, steps_per_epoch: int):
     super().__init__()
     self.timer, self.batch_per_rank, self.steps_per_epoch = timer, batch_per_rank, steps_per_epoch
 
@@ -161,56 +180,6 @@ class ProgressBar(tf_keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     rate = self.batch_per_rank * distributed.size() / max(self.timer.last_step_seconds, 1e-9)  # elastic: size varies
     self.bar.update(batch + 1, [("loss", float(logs.get("loss", np.nan))), ("images/s", rate)])
-
-
-class EpochLog(tf_keras.callbacks.Callback):
-  """Adds lr, weight decay and global images/s to the logs; rank 0 prints a line, writes TensorBoard
-  (with every rank's images/s), appends the epoch to metrics.jsonl and redraws training.png."""
-
-  def __init__(self, plan, batch_per_rank: int, timer: StepTimer, workdir: str):
-    super().__init__()
-    self.plan, self.batch_per_rank, self.timer, self.workdir = plan, batch_per_rank, timer, workdir
-    self.writer = None  # created by whichever process is rank 0 (after an elastic reset it may change)
-    self.last_plot = -float("inf")
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self.start_step = _step(self.model)
-
-  def on_epoch_end(self, epoch, logs=None):
-    step = _step(self.model)
-    last = min(step, self.plan.total_steps) - 1
-    phase = self.plan.phases[self.plan.phase_at(last)]["name"]
-    logs["lr"] = float(self.plan.lr[last])
-    logs["weight_decay"] = float(self.plan.weight_decay[last])
-    # train_seconds is already the mean over ranks (MetricAverage), so this is one global number.
-    steps = step - self.start_step
-    logs["images_per_second"] = steps * self.batch_per_rank * distributed.size() / max(logs["train_seconds"], 1e-9)
-    # Wall time of the epoch including validation and snapshots; averaged, like every logged number.
-    logs["epoch_seconds"] = float(distributed.allreduce_mean(time.perf_counter() - self.timer.epoch_start))
-    rank_rates = steps * self.batch_per_rank / np.maximum(self.timer.rank_seconds, 1e-9)
-    if not distributed.is_chief():
-      return
-    if self.writer is None:
-      self.writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard"))
-    shown = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "top1", "top5", "val_top1", "val_top5") if k in logs)
-    logging.info("epoch %d/%d [%s] step %d  %s  lr %.4g wd %.2g  %.0f images/s", epoch + 1,
-                 -(-self.plan.total_steps // self.plan.steps_per_epoch), phase, step, shown, logs["lr"],
-                 logs["weight_decay"], logs["images_per_second"])
-    with self.writer.as_default(step=step):
-      for key, value in logs.items():
-        tf.summary.scalar(key, value)
-      for rank, rate in enumerate(rank_rates):
-        tf.summary.scalar(f"images_per_second_rank/{rank}", rate)
-    self.writer.flush()
-    row = {"epoch": epoch + 1, "step": step, "phase": phase, "time": time.time(), "ranks": distributed.size(),
-           **{k: float(v) for k, v in logs.items()}}
-    with open(os.path.join(self.workdir, METRICS_FILE), "a") as f:
-      f.write(json.dumps(row) + "\n")
-    # Drawing takes ≈ 0.3 s that every other rank waits for at the next allreduce: at most once a minute,
-    # and after the last epoch.
-    if step >= self.plan.total_steps or time.perf_counter() - self.last_plot >= 60:
-      plots.plot_training(read_metrics(self.workdir), self.plan, os.path.join(self.workdir, "training.png"))
-      self.last_plot = time.perf_counter()
 
 
 class RenormRamp(tf_keras.callbacks.Callback):
@@ -250,3 +219,25 @@ class PeriodicCheckpoint(tf_keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if self.every_steps <= 0 and self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0:
       self._save()
+
+
+class StopAtRequest(tf_keras.callbacks.Callback):
+  """At every step boundary (every `every_steps`), all ranks agree in one allreduce of one number whether
+  any of them was asked to stop (run_control: signals, a vanished launcher); on a stop, rank 0
+  checkpoints that step and every rank leaves `fit` with `stopped` set."""
+
+  def __init__(self, manager, every_steps: int = 1):
+    super().__init__()
+    self.manager, self.every_steps = manager, max(1, every_steps)
+    self.stopped = None  # run_control.Stopped, once agreed
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = _step(self.model)
+    if step % self.every_steps:
+      return
+    code = int(distributed.allreduce_max(run_control.requested()))  # the largest code: every rank one reason
+    if code:
+      if distributed.is_chief():
+        self.manager.save(checkpoint_number=step)
+      self.stopped = run_control.Stopped(step, run_control.REASONS[code])
+      self.model.stop_training = True

@@ -7,92 +7,123 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 
+def evaluation(splits, crops: int = 1, snapshots: str = "all") -> ml_collections.ConfigDict:
+  """One named evaluation of config.evals."""
+  return ml_collections.ConfigDict({"splits": tuple(splits), "crops": crops, "snapshots": snapshots})
+
+
+def _data_section() -> ml_collections.ConfigDict:
+  """Data: the shards, the training crops, the tf.data pipeline."""
+  section = ml_collections.ConfigDict()
+  section.dir = placeholder(str)      # shard directory with manifest.json (data_prep's output)
+  section.num_classes = placeholder(int)   # None: from the data's manifest (set it to insist on a value)
+  section.label_offset = placeholder(int)  # None: from the manifest (needed for shards that have none)
+  section.image_size = 224
+  section.crop = "inception"          # 'full' phases' crop: "inception" (TF's sample_distorted_bounding_box:
+                                      # area in `scale`, aspect w/h in `ratio`) or "intel_caffe" (Intel Caffe's
+                                      # random_aspect_ratio: area in `scale`, r in [ratio[0], 1/ratio[0]],
+                                      # h = √A·r, w = √A/r, swapped with probability ½)
+  section.scale = (0.08, 1.0)         # random-resized-crop area fraction ('full' phases)
+  section.ratio = (3 / 4, 4 / 3)      # and aspect ratio (intel_caffe: ratio[0] is aspect_ratio_change)
+  section.resize_method = "bilinear"  # every crop's resize to image_size ("bicubic": Caffe's CUBIC; the
+                                      # multi-crop views are always bilinear)
+  section.collapse_crop_fraction = 0.875  # 'collapse' phases: fixed-scale crop + flip, no scale/aspect jitter
+  section.eval_crop_fraction = 0.875  # resize the shorter side to image_size / 0.875, center-crop
+  section.flip = True
+  section.shuffle_buffer = 10_000
+  section.interleave_files = 8
+  section.threads = 0                 # tf.data private thread pool (0: one per 16 cores of the rank)
+  section.map_parallelism = 0         # images decoded in parallel (0: the pool size)
+  section.prefetch_batches = 2
+  section.record_sharding_fallback = True  # fewer shard files than ranks: every rank reads every file and
+                                           # keeps every N-th record (False: refuse to start)
+  section.cache_in_memory = False     # keep this rank's serialized records in RAM after epoch 1
+  section.skip_corrupt = False        # True: skip corrupt records (logged) instead of failing
+  section.synthetic = False           # True: random tensors, no I/O (benchmarks the model alone)
+  return section
+
+
+def _model_section() -> ml_collections.ConfigDict:
+  """Model: the architecture and its initialisation."""
+  section = ml_collections.ConfigDict()
+  section.name = "resnet50"          # python -m tfscale.models --list
+  section.bn_momentum = 0.9          # Caffe's "moving average fraction"
+  section.bn_epsilon = 1e-5
+  section.zero_gamma = "all"         # which blocks' last BN starts at γ = 0: "all" (Goyal et al.),
+                                     # "stage_last" (each stage's last block) or "none"
+  section.conv_init = "he_normal"    # or "caffe_msra" (the seed authors' MSRA fillers; models/resnet.py)
+  section.width_multipliers = placeholder(tuple)  # per stage, e.g. (2, 2, 2, 2): see models/resnet.py
+  section.renorm = False             # batch renormalization, clipping ramped open over renorm_ramp_epochs
+  section.renorm_rmax = 3.0
+  section.renorm_dmax = 5.0
+  section.renorm_momentum = 0.99
+  section.renorm_ramp_epochs = (5.0, 40.0)
+  section.dtype = "float32"          # or "mixed_bfloat16"
+  return section
+
+
+def _optim_section() -> ml_collections.ConfigDict:
+  """Optimizer: momentum SGD or LARS; learning rates come from the plan."""
+  section = ml_collections.ConfigDict()
+  section.name = "sgd"               # "sgd" (momentum) or "lars" (the same update, layer-wise adapted)
+  section.momentum = 0.9
+  section.lars_eta = 0.001           # LARS trust coefficient η
+  section.decay_biases = False       # True: weight decay on biases too, as Caffe's decay_mult 1 does
+  section.lr_scale = 1.0             # multiplies every LR of the plan (LR sweeps of a whole recipe)
+  section.label_smoothing = 0.0
+  return section
+
+
+def _train_section() -> ml_collections.ConfigDict:
+  """Train: batch, threads, validation and checkpoint cadence, elastic runs."""
+  section = ml_collections.ConfigDict()
+  section.batch_per_rank = 32
+  section.reference_global_batch = placeholder(int)  # the global batch the recipe was published at (LRs
+                                                     # scale linearly from it at any other size; the trainer says so)
+  section.intra_op_threads = 0       # 0: the cores available to each rank
+  section.inter_op_threads = 0       # 0: 2 (overlaps small independent ops; docs/BENCHMARKS.md)
+  section.validate_every_epochs = 4
+  section.checkpoint_every_epochs = 1
+  section.checkpoint_every_steps = 0  # > 0: checkpoint every N steps instead (resume mid-epoch)
+  section.keep_checkpoints = 3
+  section.deterministic = False
+  section.progress = "auto"           # rank 0's progress bar: "on", "off", or "auto" (only when the output
+                                      # is the user's own terminal, never into a batch log)
+  section.stop_check_every_steps = 1  # how often the ranks agree on a stop request (run_control.py)
+  section.elastic = False            # Horovod elastic: horovodrun --min-np … --host-discovery-script …
+  section.elastic_commit_steps = 10  # in-memory commits a shrunk or grown world rolls back to
+  return section
+
+
+def _eval_section() -> ml_collections.ConfigDict:
+  """Eval: validation during training, and what every evaluation shares."""
+  section = ml_collections.ConfigDict()
+  section.split = "validation"        # validated during training and at each snapshot
+  section.batch_size = 64             # images per batch per rank
+  section.multicrop_shorter_sides = (256 / 224, 288 / 224)  # × image_size: the two multi-crop scales
+  return section
+
+
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-
-  # Data section
-  config.data = ml_collections.ConfigDict()
-  config.data.dir = placeholder(str)      # shard directory with manifest.json (data_prep's output)
-  config.data.num_classes = placeholder(int)   # None: from the data's manifest (set it to insist on a value)
-  config.data.label_offset = placeholder(int)  # None: from the manifest (needed for shards that have none)
-  config.data.image_size = 224
-  config.data.crop = "inception"          # 'full' phases' crop: "inception" (TF's sample_distorted_bounding_box:
-                                          # area in `scale`, aspect w/h in `ratio`) or "intel_caffe" (Intel Caffe's
-                                          # random_aspect_ratio: area in `scale`, r in [ratio[0], 1/ratio[0]],
-                                          # h = √A·r, w = √A/r, swapped with probability ½)
-  config.data.scale = (0.08, 1.0)         # random-resized-crop area fraction ('full' phases)
-  config.data.ratio = (3 / 4, 4 / 3)      # and aspect ratio (intel_caffe: ratio[0] is aspect_ratio_change)
-  config.data.resize_method = "bilinear"  # every crop's resize to image_size ("bicubic": Caffe's CUBIC; the
-                                          # multi-crop views are always bilinear)
-  config.data.collapse_crop_fraction = 0.875  # 'collapse' phases: fixed-scale crop + flip, no scale/aspect jitter
-  config.data.eval_crop_fraction = 0.875  # resize the shorter side to image_size / 0.875, center-crop
-  config.data.flip = True
-  config.data.shuffle_buffer = 10_000
-  config.data.interleave_files = 8
-  config.data.threads = 0                 # tf.data private thread pool (0: one per 16 cores of the rank)
-  config.data.map_parallelism = 0         # images decoded in parallel (0: the pool size)
-  config.data.prefetch_batches = 2
-  config.data.record_sharding_fallback = True  # fewer shard files than ranks: every rank reads every file and
-                                          # keeps every N-th record (False: refuse to start)
-  config.data.cache_in_memory = False     # keep this rank's serialized records in RAM after epoch 1
-  config.data.skip_corrupt = False        # True: skip corrupt records (logged) instead of failing
-  config.data.synthetic = False           # True: random tensors, no I/O (benchmarks the model alone)
-
-  # Model section
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "resnet50"          # python -m tfscale.models --list
-  config.model.bn_momentum = 0.9          # Caffe's "moving average fraction"
-  config.model.bn_epsilon = 1e-5
-  config.model.zero_gamma = "all"         # which blocks' last BN starts at γ = 0: "all" (Goyal et al.),
-                                          # "stage_last" (each stage's last block) or "none"
-  config.model.conv_init = "he_normal"    # or "caffe_msra" (the seed authors' MSRA fillers; models/resnet.py)
-  config.model.width_multipliers = placeholder(tuple)  # per stage, e.g. (2, 2, 2, 2): see models/resnet.py
-  config.model.renorm = False             # batch renormalization, clipping ramped open over renorm_ramp_epochs
-  config.model.renorm_rmax = 3.0
-  config.model.renorm_dmax = 5.0
-  config.model.renorm_momentum = 0.99
-  config.model.renorm_ramp_epochs = (5.0, 40.0)
-  config.model.dtype = "float32"          # or "mixed_bfloat16"
-
-  # Optimizer section
-  config.optim = ml_collections.ConfigDict()
-  config.optim.name = "sgd"               # "sgd" (momentum) or "lars" (the same update, layer-wise adapted)
-  config.optim.momentum = 0.9
-  config.optim.lars_eta = 0.001           # LARS trust coefficient η
-  config.optim.decay_biases = False       # True: weight decay on biases too, as Caffe's decay_mult 1 does
-  config.optim.lr_scale = 1.0             # multiplies every LR of the plan (LR sweeps of a whole recipe)
-  config.optim.label_smoothing = 0.0
-
+  config.data = _data_section()
+  config.model = _model_section()
+  config.optim = _optim_section()
   # Plan section: a list of schedules.phase(...); learning rates per 256 images (scaled by global batch / 256
   # in one place, schedules.compile_plan).
   config.plan = []
-
-  # Train section
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_per_rank = 32
-  config.train.reference_global_batch = placeholder(int)  # the global batch the recipe was published at (LRs
-                                          # scale linearly from it at any other size; the trainer says so)
-  config.train.intra_op_threads = 0       # 0: the cores available to each rank
-  config.train.inter_op_threads = 0       # 0: 2 (overlaps small independent ops; docs/BENCHMARKS.md)
-  config.train.validate_every_epochs = 4
-  config.train.checkpoint_every_epochs = 1
-  config.train.checkpoint_every_steps = 0  # > 0: checkpoint every N steps instead (resume mid-epoch)
-  config.train.keep_checkpoints = 3
-  config.train.deterministic = False
-  config.train.elastic = False            # Horovod elastic: horovodrun --min-np … --host-discovery-script …
-  config.train.elastic_commit_steps = 10  # in-memory commits a shrunk or grown world rolls back to
-
-  # Eval section
-  config.eval = ml_collections.ConfigDict()
-  config.eval.split = "validation"
-  config.eval.batch_size = 64
-  config.eval.crops = 1                   # 1 (center), 12 (2 scales × 4 corners + center + whole), 24 (+ mirrors)
-  config.eval.multicrop_shorter_sides = (256 / 224, 288 / 224)  # × image_size: the two multi-crop scales
+  config.train = _train_section()
+  config.eval = _eval_section()
+  # Named evaluations that tfscale.evaluate runs (--evals=…): the splits taken together, views per image —
+  # 1 (center), 12 (2 scales × 4 corners + center + whole) or 24 (+ mirrors) — and which snapshots ('all'
+  # or comma-separated names) form the ensemble.
+  config.evals = ml_collections.ConfigDict()
+  config.evals.val = evaluation(("validation",))
   return config
 
 
-def seed_authors_config(data_dir: str = "/local/imagenet1k", num_classes: int = 1000,
+def caffe_recipe_config(data_dir: str = "/local/imagenet1k", num_classes: int = 1000,
                         model: str = "resnet50") -> ml_collections.ConfigDict:
   """base_config with what the seed authors' recipes share, for a dataset and model (default ResNet-50 on
   ImageNet-1K). From their Caffe network and solver files (sara-nl/caffe, models/intel_optimized_models/
@@ -104,13 +135,36 @@ def seed_authors_config(data_dir: str = "/local/imagenet1k", num_classes: int = 
   config.data.dir = data_dir
   config.data.num_classes = num_classes
   config.data.crop = "intel_caffe"
+  config.data.resize_method = "bicubic"
   config.model.name = model
   config.model.bn_momentum = 0.95
   config.model.zero_gamma = "stage_last"
   config.model.conv_init = "caffe_msra"
   config.optim.name = "sgd"
   config.optim.decay_biases = True
+  # ImageNet's two protocols: ILSVRC2014's validation set has data_prep.imagenet1k --val_blacklist's 1,762
+  # images moved to `validation_blacklisted`; ILSVRC2012's is all 50,000 (both splits together).
+  config.evals.ilsvrc2012 = evaluation(("validation", "validation_blacklisted"))
   return config
+
+
+class ConfigError(ValueError):
+  """A command line or config that cannot run; the message says why in one line."""
+
+
+def differences(config, base=None) -> list:
+  """`key: value` lines of the fields where `config` differs from base_config() (the plan is left out: the
+  trainer prints it as a table)."""
+  def flat(d, prefix=""):
+    for key, value in d.items():
+      if isinstance(value, dict):
+        yield from flat(value, f"{prefix}{key}.")
+      else:
+        yield f"{prefix}{key}", value
+  ours = dict(flat(config.to_dict()))
+  theirs = dict(flat((base or base_config()).to_dict()))
+  return [f"  {key}: {value!r}" for key, value in sorted(ours.items())
+          if key != "plan" and (key not in theirs or theirs[key] != value)]
 
 
 def load_recipe(path: str):

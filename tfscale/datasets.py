@@ -13,8 +13,9 @@ import glob
 import json
 import os
 import re
-import struct
 from typing import List, Optional
+
+from data_prep import shard_format
 
 
 class DataError(ValueError):
@@ -43,33 +44,13 @@ class DatasetInfo:
     return self.splits[name]
 
 
-SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-\d{5}-of-\d{5}$")
-TFDS_NAME = re.compile(r"^(?P<dataset>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-\d{5}-of-\d{5}$")
-
-
-def count_records(path: str) -> int:
-  """Records in a TFRecord file, reading only the 12-byte headers and seeking over the data."""
-  count = 0
-  with open(path, "rb") as f:
-    while True:
-      header = f.read(12)
-      if len(header) < 12:
-        return count
-      (length,) = struct.unpack("<Q", header[:8])
-      f.seek(length + 4, os.SEEK_CUR)
-      count += 1
-
-
-def files_for_rank(files: List[str], rank: int, num_ranks: int):
-  """(this rank's shard files, whether records must be sharded too).
-
-  Disjoint files per rank (file i to rank i mod N) when there are at least as many files as ranks;
-  otherwise every rank reads every file and keeps every N-th record. Staging (tfscale/staging.py) uses
-  the same rule to copy each node only the shards its ranks read.
-  """
-  if len(files) >= num_ranks:
-    return list(files[rank::num_ranks]), False
-  return list(files), True
+# Training images of the datasets the recipes target, by class count (the planner and the recipe printer use
+# them when no data is at hand).
+PUBLISHED_TRAIN_IMAGES = {
+    1000: 1_281_167,     # ILSVRC2012
+    365: 1_803_460,      # Places365-Standard
+    21841: 11_207_728,   # fall11_whole (14,197,122) minus data_prep.imagenet22k's default 2/9.5 held out
+}
 
 
 def world_size_from_environment() -> int:
@@ -97,8 +78,7 @@ def _resolve(data_dir, what, found, configured):
 
 
 def _from_manifest(data_dir, label_offset, num_classes):
-  with open(os.path.join(data_dir, "manifest.json")) as f:
-    manifest = json.load(f)
+  manifest = shard_format.read_manifest(data_dir)
   splits = {}
   for name, split in manifest["splits"].items():
     # Shards are not required to all be here: a staged node-local copy holds only its ranks' shards,
@@ -131,11 +111,7 @@ def _tfds_num_classes(data_dir):
 def _from_tfds(data_dir, label_offset, num_classes):
   with open(os.path.join(data_dir, "dataset_info.json")) as f:
     info = json.load(f)
-  files = {}
-  for name in sorted(os.listdir(data_dir)):
-    match = TFDS_NAME.match(name)
-    if match:
-      files.setdefault(match["split"], []).append(os.path.join(data_dir, name))
+  files = shard_format.shards_by_split(data_dir, shard_format.TFDS_NAME)
   splits = {}
   for split in info.get("splits", []):
     paths = files.get(split["name"], [])
@@ -152,11 +128,7 @@ def _from_tfds(data_dir, label_offset, num_classes):
 
 
 def _from_classic(data_dir, label_offset, num_classes):
-  files = {}
-  for name in sorted(os.listdir(data_dir)):
-    match = SHARD_NAME.match(name)
-    if match:
-      files.setdefault(match["split"], []).append(os.path.join(data_dir, name))
+  files = shard_format.shards_by_split(data_dir)
   if not files:
     raise DataError(f"{data_dir} has no manifest.json and no <split>-NNNNN-of-MMMMM shards "
                     "(convert raw data with python -m data_prep.imagenet1k)")
@@ -164,7 +136,7 @@ def _from_classic(data_dir, label_offset, num_classes):
     raise DataError(f"{data_dir}: shards without a manifest are ambiguous (classic converters store labels "
                     "1..1000, others 0..999): set --config.data.label_offset and --config.data.num_classes, or "
                     "run python -m data_prep.verify DIR --write_manifest --label_offset=… --num_classes=…")
-  splits = {s: SplitInfo(s, paths, sum(count_records(p) for p in paths)) for s, paths in files.items()}
+  splits = {s: SplitInfo(s, paths, sum(shard_format.count_records(p) for p in paths)) for s, paths in files.items()}
   return DatasetInfo(data_dir, "classic", num_classes, label_offset, splits)
 
 
@@ -172,7 +144,7 @@ def load(data_dir: str, label_offset: Optional[int] = None, num_classes: Optiona
   """What `data_dir` holds; `label_offset` / `num_classes` from the config must agree with the data."""
   if not data_dir or not os.path.isdir(data_dir):
     raise DataError(f"data directory {data_dir!r} does not exist")
-  if os.path.exists(os.path.join(data_dir, "manifest.json")):
+  if os.path.exists(os.path.join(data_dir, shard_format.MANIFEST)):
     info = _from_manifest(data_dir, label_offset, num_classes)
   elif os.path.exists(os.path.join(data_dir, "dataset_info.json")):
     info = _from_tfds(data_dir, label_offset, num_classes)

@@ -11,6 +11,7 @@ import tf_keras
 
 import horovod.tensorflow as hvd
 import horovod.tensorflow.keras as hvd_keras
+from tfscale import cpu_cores
 
 _initialized = False
 
@@ -28,9 +29,8 @@ def init():
   """Initialises Horovod once; safe to call again."""
   global _initialized
   if not _initialized:
-    if os.environ.get("TFSCALE_HOROVOD_DEFAULTS") != "1":   # 1: keep Horovod's and Open MPI's (benchmarks)
-      for name, value in RUNTIME_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    for name, value in RUNTIME_DEFAULTS.items():
+      os.environ.setdefault(name, value)
     hvd.init()
     _initialized = True
 
@@ -61,13 +61,8 @@ def is_chief() -> bool:
 
 
 def cores_per_rank() -> int:
-  """The cores this rank may use: its CPU affinity when a launcher bound it to part of the node (one rank
-  per socket), otherwise the node's cores shared evenly among the node's ranks (`-bind-to none`)."""
-  node_cores = os.cpu_count() or 1
-  bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else node_cores
-  if bound < node_cores:
-    return bound
-  return max(1, node_cores // local_size())
+  """The cores this rank may use (tfscale/cpu_cores.py's rule, with Horovod's local size)."""
+  return cpu_cores.cores_per_rank(local_ranks=local_size())
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple:
@@ -86,10 +81,9 @@ def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple:
   return intra, inter
 
 
-def distributed_optimizer(optimizer, always: bool = False):
-  """Wraps an optimizer so gradients are averaged across ranks before it applies them (with one rank,
-  only when `always`: the benchmark measures the wrapper's cost)."""
-  if size() == 1 and not always:
+def distributed_optimizer(optimizer):
+  """Wraps an optimizer so gradients are averaged across ranks before it applies them (one rank: as is)."""
+  if size() == 1:
     return optimizer
   return hvd_keras.DistributedOptimizer(optimizer)
 
@@ -120,20 +114,11 @@ def allreduce_sum(value):
   return hvd.allreduce(tf.constant(array), op=hvd.Sum, name=None).numpy()
 
 
-def controller() -> str:
-  """"mpi" or "gloo": which of Horovod's controllers this world runs on."""
-  init()
-  return "gloo" if hvd.gloo_enabled() else "mpi"
-
-
-def allreduce_tensor_sum(tensor):
-  """The sum over ranks of a tensor, in its own dtype (works inside tf.function; the raw op benchmarks time)."""
-  return hvd.allreduce(tensor, op=hvd.Sum)
-
-
-def grouped_allreduce_tensor_sum(tensors):
-  """Sums over ranks of a list of tensors, negotiated and fused together as DistributedOptimizer does."""
-  return hvd.grouped_allreduce(list(tensors), op=hvd.Sum)
+def allreduce_max(value):
+  """The largest over ranks of a number, as a float (every rank gets the same value)."""
+  if size() == 1:
+    return float(value)
+  return float(hvd.allreduce(tf.constant(float(value), tf.float64), op=hvd.Max, name=None).numpy())
 
 
 def allgather_floats(value: float) -> np.ndarray:

@@ -1,68 +1,45 @@
-"""Collapsed Ensemble evaluation: each snapshot's accuracy and that of their mean softmax probabilities."""
-import os
-
-import numpy as np
-import tf_keras
+"""Collapsed Ensemble evaluation: each snapshot's accuracy, that of their mean softmax probabilities, and how
+much the members disagree."""
 from absl import logging
 
 from tfscale import distributed, input_pipeline, metrics
+from tfscale import workdir as workdir_files
 from tfscale.datasets import DatasetInfo
-from tfscale.models import resnet  # noqa: F401  (registers tfscale's layers for model_from_json)
 
 
-def load_snapshot(directory: str) -> tf_keras.Model:
-  """A snapshot written by training: architecture from model.json, weights from weights.h5."""
-  with open(os.path.join(directory, "model.json")) as f:
-    model = tf_keras.models.model_from_json(f.read())
-  model.load_weights(os.path.join(directory, "weights.h5"))
-  return model
+def evaluate(workdir: str, config, info: DatasetInfo, evals: dict, snapshots: dict):
+  """{eval name: result} on rank 0 (None elsewhere): for each named evaluation (config.evals), every chosen
+  snapshot's accuracy, their ensemble's, and the members' diversity over the evaluation's splits.
 
-
-def evaluate_snapshots(workdir: str, config, snapshots: list, info: DatasetInfo, split: str,
-                       batch_size: int, crops: int = 1, extra_splits=()):
-  """Accuracy of every snapshot and of the ensemble over all ranks; the result dict on rank 0, else None.
-
-  With `extra_splits` (ImageNet's `validation_blacklisted`) the result also holds, under "with_extra",
-  the same accuracies over `split` + the extra splits: the ILSVRC2012 protocol (all 50,000 validation
-  images) beside the ILSVRC2014 one (`split` alone, blacklisted images removed), from one pass.
+  One pass per split: each batch is decoded once and every member runs on it; the counts of all splits
+  are summed over ranks in one allreduce per evaluation, which every rank makes.
   """
   distributed.init()
   distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
-  datasets = [input_pipeline.eval_dataset(
-      info, config.data, name, batch_size, distributed.rank(), distributed.size(), crops=crops,
-      multicrop_shorter_sides=config.eval.get("multicrop_shorter_sides", (256 / 224, 288 / 224)))
-      for name in (split, *extra_splits)]
-
-  members, extended, summed, labels, primary = [], [], None, None, None
-  for snapshot in snapshots:
-    model = load_snapshot(os.path.join(workdir, snapshot["path"]))
-    probability_fn = metrics.probability_fn(model, crops)
-    parts = [metrics.predict(probability_fn, dataset, info.num_classes) for dataset in datasets]
-    probabilities = np.concatenate([p for p, _ in parts])
-    member_labels = np.concatenate([l for _, l in parts])
-    if labels is None:
-      labels = member_labels
-      primary = np.arange(len(labels)) < len(parts[0][1])  # this rank's images of `split` come first
-    elif not np.array_equal(labels, member_labels):
-      raise RuntimeError("the evaluation data changed order between snapshots")
-    summed = probabilities if summed is None else summed + probabilities
-    accuracy = metrics.global_accuracy(probabilities[primary], labels[primary])
-    members.append({**{k: snapshot[k] for k in ("name", "phase", "step", "epoch")}, **accuracy})
-    if extra_splits:
-      extended.append({**{k: snapshot[k] for k in ("name", "phase", "step", "epoch")},
-                       **metrics.global_accuracy(probabilities, labels)})
+  models = {}
+  results = {}
+  for name, spec in evals.items():
+    members = snapshots[name]
+    for entry in members:
+      if entry["name"] not in models:
+        models[entry["name"]] = workdir_files.load_snapshot(workdir, entry)
+    predict = metrics.prediction_fn([models[entry["name"]] for entry in members], spec.crops)
+    per_split = [metrics.count(predict, input_pipeline.eval_dataset(
+        info, config.data, split, config.eval.batch_size, distributed.rank(), distributed.size(), crops=spec.crops,
+        multicrop_shorter_sides=config.eval.multicrop_shorter_sides), len(members)) for split in spec.splits]
+    totals = metrics.sum_over_ranks(per_split)  # every rank, before any rank-dependent step
+    results[name] = {"splits": list(spec.splits), "data_dir": info.data_dir, "crops": spec.crops,
+                     **describe(metrics.summarize(metrics.combine(*totals)), members)}
     if distributed.is_chief():
-      logging.info("%s: top-1 %.4f top-5 %.4f", snapshot["name"], accuracy["top1"], accuracy["top5"])
-    tf_keras.backend.clear_session()
-  mean = summed / len(snapshots)
-  combined = metrics.global_accuracy(mean[primary], labels[primary])
-  combined_extended = metrics.global_accuracy(mean, labels) if extra_splits else None
-  if not distributed.is_chief():
-    return None
-  names = [m["name"] for m in members]
-  result = {"split": split, "data_dir": info.data_dir, "crops": crops, "count": combined["count"],
-            "members": members, "ensemble": {**combined, "members": names}}
-  if extra_splits:
-    result["with_extra"] = {"splits": [split, *extra_splits], "count": combined_extended["count"],
-                            "members": extended, "ensemble": {**combined_extended, "members": names}}
-  return result
+      for member in results[name]["members"]:
+        logging.info("%s %s: top-1 %.4f top-5 %.4f", name, member["name"], member["top1"], member["top5"])
+  return results if distributed.is_chief() else None
+
+
+def describe(summary: dict, snapshots: list) -> dict:
+  """metrics.summarize's figures with each member's snapshot (name, phase, step, epoch) beside them."""
+  members = [{**{k: snapshot[k] for k in ("name", "phase", "step", "epoch")}, **accuracy}
+             for snapshot, accuracy in zip(snapshots, summary["members"])]
+  return {"count": summary["count"], "members": members,
+          "ensemble": {**summary["ensemble"], "count": summary["count"], "members": [m["name"] for m in members]},
+          "diversity": summary["diversity"]}

@@ -20,10 +20,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfscale.datasets import DataError, DatasetInfo, files_for_rank
-
-# (image key, label key) of each record format datasets.DatasetInfo can report.
-RECORD_KEYS = {"imagenet": ("image/encoded", "image/class/label"), "tfds": ("image", "label")}
+from data_prep.shard_format import RECORD_KEYS, files_for_rank
+from tfscale.datasets import DataError, DatasetInfo
 
 
 def parse_record(serialized, info: DatasetInfo, shard=None):
@@ -54,7 +52,7 @@ def _decode_window(image_bytes, offset_y, offset_x, height, width, size, method=
   return image if method == "bilinear" else tf.clip_by_value(image, 0.0, 255.0)
 
 
-def _sample_crop(shape, scale, ratio, seed):
+def sample_crop(shape, scale, ratio, seed):
   """(begin, size) of an Inception-style window: area fraction in `scale`, aspect ratio in `ratio`."""
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
       shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
@@ -65,7 +63,7 @@ def _sample_crop(shape, scale, ratio, seed):
 
 def random_resized_crop(image_bytes, size, scale, ratio, seed, method="bilinear"):
   """Inception-style crop, decoded in place: only the window's pixels are decoded."""
-  begin, crop_size = _sample_crop(tf.io.extract_jpeg_shape(image_bytes), scale, ratio, seed)
+  begin, crop_size = sample_crop(tf.io.extract_jpeg_shape(image_bytes), scale, ratio, seed)
   return _decode_window(image_bytes, begin[0], begin[1], crop_size[0], crop_size[1], size, method)
 
 
@@ -109,13 +107,6 @@ def intel_caffe_crop(image_bytes, size, scale, aspect_change, seed, method="bicu
   resize with CUBIC)."""
   window = intel_caffe_crop_window(tf.io.extract_jpeg_shape(image_bytes), scale, aspect_change, seed)
   return _decode_window(image_bytes, *window, size, method)
-
-
-def naive_random_resized_crop(image_bytes, size, scale, ratio, seed):
-  """The same crop distribution computed after decoding the whole image: the benchmark's baseline."""
-  image = tf.io.decode_jpeg(image_bytes, channels=3)
-  begin, crop_size = _sample_crop(tf.shape(image), scale, ratio, seed)
-  return tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bilinear")
 
 
 def _square_window(shape, fraction):
@@ -183,7 +174,7 @@ CORES_PER_PIPELINE_THREAD = 16
 
 def pipeline_threads(data_config) -> int:
   """tf.data's private pool size: data.threads, or one thread per 16 cores this process may use."""
-  return data_config.get("threads", 0) or max(1, len(os.sched_getaffinity(0)) // CORES_PER_PIPELINE_THREAD)
+  return data_config.threads or max(1, len(os.sched_getaffinity(0)) // CORES_PER_PIPELINE_THREAD)
 
 
 def _options(deterministic: bool, threads: int):
@@ -199,7 +190,7 @@ def _options(deterministic: bool, threads: int):
 
 
 def _parallelism(data_config) -> int:
-  return data_config.get("map_parallelism", 0) or pipeline_threads(data_config)
+  return data_config.map_parallelism or pipeline_threads(data_config)
 
 
 def _records(files, data_config, shard_records, rank, num_ranks, deterministic, shuffle_files_seed=None):
@@ -213,7 +204,7 @@ def _records(files, data_config, shard_records, rank, num_ranks, deterministic, 
 
   def read(shard):
     records = tf.data.TFRecordDataset(shard)
-    if data_config.get("skip_corrupt", False):
+    if data_config.skip_corrupt:
       # A corrupt record ends its shard's reading for this pass; TF logs each one as
       # "Error raised with error message corrupted record at <byte>".
       records = records.ignore_errors(log_warning=True)
@@ -225,20 +216,14 @@ def _records(files, data_config, shard_records, rank, num_ranks, deterministic, 
   return records.shard(num_ranks, rank) if shard_records else records
 
 
-def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0, num_ranks: int = 1,
-                  collapse=None, start_step: int = 0, seed: int = 0, deterministic: bool = False,
-                  one_hot: bool = False, naive: bool = False):
-  """An endless stream of (images, labels) batches for this rank, `batch_size` images each.
-
-  `collapse` is the plan's per-step boolean table (None: 'full' augmentation throughout); `one_hot`
-  gives float one-hot labels (label smoothing needs them); `naive` decodes whole images before cropping
-  (only the benchmark wants that).
-  """
+def train_records(info: DatasetInfo, data_config, rank: int = 0, num_ranks: int = 1, seed: int = 0,
+                  deterministic: bool = False):
+  """This rank's endless, shuffled stream of (serialized record, shard name)."""
   files, shard_records = files_for_rank(info.split("train").files, rank, num_ranks)
   if shard_records:
     logging.warning("%d shard files for %d ranks: every rank reads every file and keeps 1/%d of the records",
                     len(files), num_ranks, num_ranks)
-  if data_config.get("cache_in_memory", False):
+  if data_config.cache_in_memory:
     # The rank's serialized records stay in RAM after the first pass (the paper kept ImageNet-1K in
     # memory); file order is then fixed, so the record shuffle buffer alone randomises later epochs.
     records = _records(files, data_config, shard_records, rank, num_ranks, True).cache().repeat()
@@ -246,19 +231,32 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
     # A new file order every epoch, the same on every run.
     records = _records(files, data_config, shard_records, rank, num_ranks, deterministic,
                        None if shard_records else seed + rank).repeat()
-  records = records.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * rank, reshuffle_each_iteration=True)
+  return records.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * rank, reshuffle_each_iteration=True)
 
-  collapse_table = tf.constant(np.asarray(collapse if collapse is not None else [False], bool))
+
+def _training_crop(data_config):
+  """crop(image_bytes, seed) → float32 image_size² of 'full' phases, as data.crop names it."""
   size, method = data_config.image_size, data_config.resize_method
   scale, ratio = tuple(data_config.scale), tuple(data_config.ratio)
-  if data_config.crop not in TRAINING_CROPS:
-    raise ValueError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
-  if naive:
-    crop = lambda image_bytes, seed: naive_random_resized_crop(image_bytes, size, scale, ratio, seed)
-  elif data_config.crop == "intel_caffe":
-    crop = lambda image_bytes, seed: intel_caffe_crop(image_bytes, size, scale, ratio[0], seed, method)
-  else:
-    crop = lambda image_bytes, seed: random_resized_crop(image_bytes, size, scale, ratio, seed, method)
+  if data_config.crop == "intel_caffe":
+    return lambda image_bytes, seed: intel_caffe_crop(image_bytes, size, scale, ratio[0], seed, method)
+  if data_config.crop == "inception":
+    return lambda image_bytes, seed: random_resized_crop(image_bytes, size, scale, ratio, seed, method)
+  raise ValueError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
+
+
+def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0, num_ranks: int = 1,
+                  collapse=None, start_step: int = 0, seed: int = 0, deterministic: bool = False,
+                  one_hot: bool = False):
+  """An endless stream of (images, labels) batches for this rank, `batch_size` images each.
+
+  `collapse` is the plan's per-step boolean table (None: 'full' augmentation throughout); `one_hot`
+  gives float one-hot labels (label smoothing needs them).
+  """
+  records = train_records(info, data_config, rank, num_ranks, seed, deterministic)
+  collapse_table = tf.constant(np.asarray(collapse if collapse is not None else [False], bool))
+  size, method = data_config.image_size, data_config.resize_method
+  crop = _training_crop(data_config)
 
   def preprocess(index, record):
     serialized, shard = record
@@ -279,7 +277,12 @@ def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0
 
   dataset = records.enumerate().map(preprocess, num_parallel_calls=_parallelism(data_config),
                                     deterministic=deterministic)
-  if data_config.get("skip_corrupt", False):
+  return batches(dataset, data_config, batch_size, deterministic)
+
+
+def batches(dataset, data_config, batch_size: int, deterministic: bool):
+  """Full batches of preprocessed training elements, prefetched, with the pipeline's threading options."""
+  if data_config.skip_corrupt:
     dataset = dataset.ignore_errors(log_warning=True)  # records whose JPEG does not decode
   dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(data_config.prefetch_batches)
   return dataset.with_options(_options(deterministic, pipeline_threads(data_config)))

@@ -86,14 +86,16 @@ def plot_training(rows: list, plan, path: str):
   return path
 
 
-def plot_ensemble(result: dict, path: str):
-  """Bars of every snapshot's top-1 and top-5 and of their ensemble (an eval.json result)."""
+def plot_ensemble(result: dict, path: str, title: str = ""):
+  """Bars of every snapshot's top-1 and top-5 and of their ensemble (an eval.json result), and the members'
+  pairwise top-1 disagreement."""
   members, ensemble = result["members"], result["ensemble"]
   names = [m["name"] for m in members] + [f"ensemble of {len(members)}"]
   top1 = [100 * m["top1"] for m in members] + [100 * ensemble["top1"]]
   top5 = [100 * m["top5"] for m in members] + [100 * ensemble["top5"]]
   x = np.arange(len(names))
-  figure, axis = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 4.5))
+  figure, (axis, heat) = plt.subplots(1, 2, figsize=(max(5, 1.3 * len(names) + 2) + 4.5, 4.5),
+                                      width_ratios=(max(5, 1.3 * len(names) + 2), 4.5))
   colors = ["tab:blue"] * len(members) + ["tab:red"]
   axis.bar(x - 0.2, top1, 0.4, color=colors, label="top-1")
   axis.bar(x + 0.2, top5, 0.4, color=colors, alpha=0.45, label="top-5")
@@ -104,9 +106,21 @@ def plot_ensemble(result: dict, path: str):
   axis.set_ylim(max(0.0, low), min(100.0, max(top5) + 2))
   axis.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
   axis.set_ylabel("accuracy %")
-  axis.set_title(f"{result['split']}: {result['count']} images, {result['crops']} view(s) each", fontsize=10)
+  diversity = result["diversity"]
+  axis.set_title(f"{title or ' + '.join(result['splits'])}\nensemble {100 * diversity['gain_over_best_member']:+.2f} "
+                 f"vs best, {100 * diversity['gain_over_mean_member']:+.2f} vs mean member", fontsize=9)
   axis.legend(fontsize=8)
   axis.grid(axis="y", alpha=0.3)
+  disagreement = 100 * np.array(diversity["pairwise_disagreement"], float)
+  image = heat.imshow(disagreement, cmap="viridis")
+  for (i, j), value in np.ndenumerate(disagreement):
+    if i != j:
+      heat.annotate(f"{value:.1f}", (j, i), ha="center", va="center", fontsize=8, color="w")
+  short = [m["name"] for m in members]
+  heat.set_xticks(range(len(short)), short, rotation=30, ha="right", fontsize=7)
+  heat.set_yticks(range(len(short)), short, fontsize=7)
+  heat.set_title("pairwise top-1 disagreement %", fontsize=9)
+  figure.colorbar(image, ax=heat, fraction=0.046)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)

@@ -209,7 +209,7 @@ def _phase_lr(p, n, start, scale, steps_per_epoch, global_batch):
   if shape == "warmup":
     return warmup_lr(t, n, start, end, p["lr_power"]), end
   if shape == "poly":
-    horizon = n if p.get("lr_horizon_epochs") is None else round(p["lr_horizon_epochs"] * steps_per_epoch)
+    horizon = n if p["lr_horizon_epochs"] is None else round(p["lr_horizon_epochs"] * steps_per_epoch)
     return poly_lr(t, horizon, start, end, p["lr_power"]), float(poly_lr(n, horizon, start, end, p["lr_power"]))
   if shape == "cosine":
     return cosine_lr(t, n, start, end), end
@@ -247,7 +247,7 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
     lr.append(values)
     wd.append(np.full(n, p["weight_decay"]))
     collapse.append(np.full(n, p["augment"] == "collapse"))
-    reset.append(np.arange(n) == 0 if p.get("reset_momentum") else np.zeros(n, bool))
+    reset.append(np.arange(n) == 0 if p["reset_momentum"] else np.zeros(n, bool))
   return CompiledPlan(list(phases), boundaries, np.concatenate(lr), np.concatenate(wd),
                       np.concatenate(collapse), np.concatenate(reset), steps_per_epoch)
 
@@ -255,7 +255,7 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
 def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:
   """A config's plan at a global batch: an epoch is train_images // global_batch steps, LRs × optim.lr_scale."""
   return compile_plan(list(config.plan), train_images // global_batch, global_batch,
-                      config.optim.get("lr_scale", 1.0))
+                      config.optim.lr_scale)
 
 
 def plan_table(plan: CompiledPlan) -> str:

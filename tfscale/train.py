@@ -8,42 +8,32 @@ Distributed (one process per rank; rank 0 prints and writes):
 Any config field can be overridden: --config.train.batch_per_rank=64 --config.data.dir=/local/i1k.
 Rerunning with the same --workdir resumes from its latest checkpoint.
 """
-import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 import tfscale  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow can be imported)
-from tfscale import config_base, datasets
+from tfscale import config_base, datasets, run_control
+from tfscale import workdir as workdir_files
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Recipe file, e.g. configs/demo_digits.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, snapshots, TensorBoard logs and config.json go here.")
 
 
-def check_workdir(workdir: str):
-  """Creates the workdir and proves it is writable (cheap, before TensorFlow is even imported)."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write-probe-{os.getpid()}")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
-  except OSError as e:
-    raise datasets.DataError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
-
-
 def preflight(config, workdir):
   """Every error a user can make on the command line, found before any heavy work starts."""
   if config is None:
-    raise datasets.DataError("--config is required, e.g. --config=configs/demo_digits.py")
+    raise config_base.ConfigError("--config is required, e.g. --config=configs/demo_digits.py")
   if not workdir:
-    raise datasets.DataError("--workdir is required")
+    raise config_base.ConfigError("--workdir is required")
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   datasets.check_rank_sharding(info, "train", datasets.world_size_from_environment(),
                                config.data.record_sharding_fallback)
-  check_workdir(workdir)
+  workdir_files.check_writable(workdir)
+  if run_control.rank_from_environment() == 0:
+    run_control.hold_workdir(workdir)  # one live run per workdir (rank 0 writes it)
 
 
 def main(argv):
@@ -51,13 +41,15 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     preflight(FLAGS.config, FLAGS.workdir)
-  except datasets.DataError as e:
-    sys.exit(f"tfscale.train: error: {e}")
-  from tfscale import trainer  # TensorFlow is imported only now.
-  try:
+    tfscale.quiet_tensorflow_import()  # TensorFlow is imported only now, without its C++ start-up noise.
+    from tfscale import trainer
     trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except datasets.DataError as e:
+  except (config_base.ConfigError, datasets.DataError, workdir_files.WorkdirError, run_control.WorkdirHeld) as e:
     sys.exit(f"tfscale.train: error: {e}")
+  except run_control.Stopped as e:
+    if run_control.rank_from_environment() == 0:
+      print(f"tfscale.train: {e}", file=sys.stderr, flush=True)
+    sys.exit(run_control.EXIT_STOPPED)
 
 
 def run():

@@ -5,7 +5,6 @@ calls it. Every function here is a function of `config` (and the rank world that
 """
 import dataclasses
 import logging as std_logging
-import os
 import sys
 from typing import List
 
@@ -14,7 +13,11 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfscale import callbacks, datasets, distributed, input_pipeline, metrics, plots, schedules
+from data_prep import shard_format
+
+from tfscale import callbacks, config_base, datasets, distributed, input_pipeline, metrics, plots, schedules
+from tfscale import mlperf_log, run_control
+from tfscale import workdir as workdir_files
 from tfscale.lars import LARS, StepTable
 from tfscale.models import create_model
 
@@ -64,7 +67,7 @@ def loss_and_metrics(config):
 def create_train_data(config, info, plan, start_step):
   """This rank's training batches: real shards, or random tensors when config.data.synthetic."""
   one_hot = bool(config.optim.label_smoothing)
-  if config.data.get("synthetic", False):
+  if config.data.synthetic:
     return input_pipeline.synthetic_dataset(config.train.batch_per_rank, config.data.image_size, info.num_classes,
                                             one_hot=one_hot, seed=config.seed + distributed.rank())
   return input_pipeline.train_dataset(
@@ -79,20 +82,21 @@ def build_model(config, num_classes: int):
   The clipping variables stay off the model object: an attribute would make Keras track them as model
   weights, and snapshots (weights.h5) would no longer load into the architecture from model.json."""
   tf_keras.mixed_precision.set_global_policy(config.model.dtype)
+  tf_keras.utils.set_random_seed(config.seed)  # the initial weights are a function of the seed (rank 0's are broadcast)
   renorm = None
-  if config.model.get("renorm", False):
+  if config.model.renorm:
     renorm = {"rmax": config.model.renorm_rmax, "dmax": config.model.renorm_dmax,
               "momentum": config.model.renorm_momentum,
               "variables": (tf.Variable(1.0, trainable=False, name="renorm_rmax"),
                             tf.Variable(1.0, trainable=False, name="renorm_rmin"),
                             tf.Variable(0.0, trainable=False, name="renorm_dmax"))}
   model = create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
-                       config.model.bn_epsilon, config.model.zero_gamma, config.model.get("width_multipliers"),
+                       config.model.bn_epsilon, config.model.zero_gamma, config.model.width_multipliers,
                        renorm, config.model.conv_init)
   return model, (renorm["variables"] if renorm else None)
 
 
-def fit_rest_of_plan(model, config, info, plan, run_callbacks) -> dict:
+def fit_rest_of_plan(model, config, info, plan, run_callbacks, stop=None) -> dict:
   """Trains from the optimizer's current step to the plan's end; the per-epoch history.
 
   A mid-epoch start (a step checkpoint, an elastic reset) first finishes that epoch alone, so later
@@ -107,7 +111,8 @@ def fit_rest_of_plan(model, config, info, plan, run_callbacks) -> dict:
                         steps_per_epoch=steps_per_epoch - offset, callbacks=run_callbacks, verbose=0)
     history = partial.history
     first_epoch += 1
-  if first_epoch < epochs and int(model.optimizer.iterations.numpy()) < plan.total_steps:
+  stopped = stop is not None and stop.stopped
+  if first_epoch < epochs and int(model.optimizer.iterations.numpy()) < plan.total_steps and not stopped:
     rest = model.fit(create_train_data(config, info, plan, first_epoch * steps_per_epoch), epochs=epochs,
                      steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, callbacks=run_callbacks, verbose=0)
     history = {k: history.get(k, []) + v for k, v in rest.history.items()}
@@ -120,50 +125,52 @@ def _not_checkpoint_chatter(record) -> bool:
 
 
 def announce(config, info, plan, workdir, intra, inter):
-  """Rank 0: the resolved config (printed and saved as config.json), the run's shape, the phase plan as a
-  table and as plan.png."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  logging.info("config (saved as %s):\n%s", os.path.join(workdir, "config.json"), config)
+  """Rank 0: the config's differences from the base config (the whole of it is saved as config.json), the
+  run's shape, the phase plan as a table and as plan.png."""
+  workdir_files.write_config(workdir, config)
+  logging.info("config (whole: %s; fields that differ from config_base):\n%s",
+               workdir_files.path(workdir, workdir_files.CONFIG), "\n".join(config_base.differences(config)))
   logging.info("%s: %d classes, %d training images; %d rank(s) × %d = global batch %d; "
                "%d steps/epoch; threads intra %d inter %d per rank",
                info.data_dir, info.num_classes, info.split("train").records, distributed.size(),
                config.train.batch_per_rank, global_batch_size(config), plan.steps_per_epoch, intra, inter)
-  reference = config.train.get("reference_global_batch")
+  reference = config.train.reference_global_batch
   if reference and reference != global_batch_size(config):
     logging.warning("the recipe was published at global batch %d; this run's is %d, so its learning rates are "
                     "scaled by %d/256 (linear rule) and the accuracy it targets may not be reached",
                     reference, global_batch_size(config), global_batch_size(config))
   logging.info("phase plan:\n%s", schedules.plan_table(plan))
-  plots.plot_plan(plan, os.path.join(workdir, "plan.png"))
+  plots.plot_plan(plan, workdir_files.path(workdir, workdir_files.PLAN_PLOT))
 
 
-def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping) -> list:
-  """The training loop's callbacks, in the order they must run (callbacks.py says why)."""
-  timer = callbacks.StepTimer()
-  run_callbacks = [
-      timer,
+def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping, stop, run_log) -> list:
+  """The training loop's callbacks, declared once in the order they run (callbacks.py says why):
+  EpochEnd first (its clock brackets the step alone), then what acts inside the epoch, the checkpoint, and
+  last the agreed stop (a stop at a snapshot step keeps the snapshot)."""
+  epoch_end = callbacks.EpochEnd(plan, config.train.batch_per_rank, workdir, validate,
+                                 config.train.validate_every_epochs, stop, run_log)
+  progress = distributed.is_chief() and (config.train.progress == "on" or (
+      config.train.progress == "auto" and run_control.interactive_terminal()))
+  ramp = [round(e * plan.steps_per_epoch) for e in config.model.renorm_ramp_epochs]
+  return [c for c in (
+      epoch_end,
+      callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax, config.model.renorm_dmax, *ramp)
+      if renorm_clipping else None,
+      callbacks.ProgressBar(epoch_end, config.train.batch_per_rank, plan.steps_per_epoch) if progress else None,
       callbacks.StopAtStep(plan.total_steps),
       callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
-      callbacks.MetricAverage(),
-      callbacks.PeriodicValidation(validate, config.train.validate_every_epochs, plan.total_steps),
-      callbacks.EpochLog(plan, config.train.batch_per_rank, timer, workdir),
       callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs,
-                                   config.train.get("checkpoint_every_steps", 0)),
-  ]
-  if distributed.is_chief() and sys.stdout.isatty():
-    run_callbacks.insert(1, callbacks.ProgressBar(timer, config.train.batch_per_rank, plan.steps_per_epoch))
-  if renorm_clipping:
-    ramp = [round(e * plan.steps_per_epoch) for e in config.model.renorm_ramp_epochs]
-    run_callbacks.insert(0, callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax,
-                                                 config.model.renorm_dmax, *ramp))
-  return run_callbacks
+                                   config.train.checkpoint_every_steps),
+      stop,
+  ) if c is not None]
 
 
 def setup_runtime(config):
-  """Horovod, per-rank threads and quiet non-chief ranks; must run before TensorFlow executes anything."""
+  """Horovod, per-rank threads, quiet non-chief ranks, stop requests (signals, a vanished launcher); must
+  run before TensorFlow executes anything."""
   distributed.init()
+  run_control.install_signal_handlers()
+  run_control.watch_launcher()
   intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
   logging.get_absl_logger().addFilter(_not_checkpoint_chatter)
   if not distributed.is_chief():
@@ -171,70 +178,90 @@ def setup_runtime(config):
   return intra, inter
 
 
-def train_and_evaluate(config, workdir: str) -> TrainResult:
-  """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
-  intra, inter = setup_runtime(config)
-  chief = distributed.is_chief()
-  info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
-  datasets.check_rank_sharding(info, "train", distributed.size(), config.data.get("record_sharding_fallback", True))
-  plan = create_plan(config, info.split("train").records)
+def compile_model(config, plan, num_classes: int):
+  """(model, optimizer, renorm clipping variables or None), compiled for training.
 
-  model, renorm_clipping = build_model(config, info.num_classes)
-  # Horovod's wrapper is a new optimizer object (rebuilt from the config), so it is the one to build,
-  # checkpoint and broadcast.
+  Horovod's wrapper is a new optimizer object (rebuilt from the config), so it is the one to build,
+  checkpoint and broadcast."""
+  model, renorm_clipping = build_model(config, num_classes)
   optimizer = distributed.distributed_optimizer(create_optimizer(config, plan))
   optimizer.build(model.trainable_variables)
   loss, train_metrics = loss_and_metrics(config)
   model.compile(optimizer=optimizer, loss=loss, metrics=train_metrics)
+  return model, optimizer, renorm_clipping
 
+
+def restore_or_broadcast(model, optimizer, workdir: str, keep: int):
+  """The checkpoint manager; the latest checkpoint restored on every rank (the same files, so no broadcast
+  is needed), or rank 0's fresh state broadcast to all."""
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
-                                       max_to_keep=config.train.keep_checkpoints)
+  manager = tf.train.CheckpointManager(checkpoint, workdir_files.path(workdir, workdir_files.CHECKPOINTS),
+                                       max_to_keep=keep)
   if manager.latest_checkpoint:
-    # Every rank restores the same files, so no broadcast is needed.
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
   else:
     distributed.broadcast_initial_state(model, optimizer)
+  return manager
+
+
+def corrupt_shard_error(info, config, error) -> datasets.DataError:
+  """TF's DataLossError does not say which shard; find it so the user can fix or skip it."""
+  rank_files = shard_format.files_for_rank(info.split("train").files, distributed.rank(), distributed.size())[0]
+  culprit = input_pipeline.locate_corruption(rank_files + info.split(config.eval.split).files)
+  where = f"{culprit[0]}: {culprit[1]}" if culprit else error.message
+  return datasets.DataError(f"corrupt shard {where} (python -m data_prep.verify finds all; "
+                            "--config.data.skip_corrupt=True skips them)")
+
+
+def train_and_evaluate(config, workdir: str) -> TrainResult:
+  """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
+  intra, inter = setup_runtime(config)
+  info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
+  datasets.check_rank_sharding(info, "train", distributed.size(), config.data.record_sharding_fallback)
+  plan = create_plan(config, info.split("train").records)
+  model, optimizer, renorm_clipping = compile_model(config, plan, info.num_classes)
+  manager = restore_or_broadcast(model, optimizer, workdir, config.train.keep_checkpoints)
   start_step = int(optimizer.iterations.numpy())
   # Rank 0's list is the truth (the workdir need not be shared between nodes).
-  snapshots = distributed.broadcast_object(callbacks.read_snapshots(workdir) if chief else None)
-
-  if chief:
+  snapshots = distributed.broadcast_object(workdir_files.read_snapshots(workdir) if distributed.is_chief() else None)
+  if distributed.is_chief():
     announce(config, info, plan, workdir, intra, inter)
     if start_step:
       logging.info("resuming from %s at step %d", manager.latest_checkpoint, start_step)
-
   if start_step >= plan.total_steps:
     return TrainResult(model, {}, snapshots, start_step)
 
   # The validation data is per rank, so it is rebuilt whenever the world changes (elastic runs).
   current = {}
-  probabilities_of = metrics.probability_fn(model)
-  validate = lambda: metrics.global_accuracy(*metrics.predict(probabilities_of, current["val"], info.num_classes))
-
-  run_callbacks = create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping)
+  predict = metrics.prediction_fn([model])
+  validate = lambda: metrics.global_accuracy(predict, current["val"])[0]
+  stop = callbacks.StopAtRequest(manager, config.train.stop_check_every_steps)
+  run_log = mlperf_log.RunLog(workdir, distributed.is_chief())
+  run_log.run_start(config, plan, global_batch_size(config), info.split("train").records,
+                    info.split(config.eval.split).records, start_step)
+  run_callbacks = create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping, stop,
+                                   run_log)
 
   def fit_on_this_world(extra_callbacks=()):
     """The rest of the plan from the optimizer's step, with input built for the current ranks."""
     current["val"] = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
                                                  distributed.rank(), distributed.size())
-    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks))
+    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks), stop)
 
   try:
-    if config.train.get("elastic", False):
+    if config.train.elastic:
       history = distributed.run_elastic(fit_on_this_world, model, optimizer, config.train.elastic_commit_steps)
     else:
       history = fit_on_this_world()
   except tf.errors.DataLossError as e:
-    # TF's message does not say which shard; find it so the user can fix or skip it.
-    rank_files = datasets.files_for_rank(info.split("train").files, distributed.rank(), distributed.size())[0]
-    culprit = input_pipeline.locate_corruption(rank_files + info.split(config.eval.split).files)
-    where = f"{culprit[0]}: {culprit[1]}" if culprit else e.message
-    raise datasets.DataError(f"corrupt shard {where} (python -m data_prep.verify finds all; "
-                             "--config.data.skip_corrupt=True skips them)") from None
+    raise corrupt_shard_error(info, config, e) from None
+  if stop.stopped:
+    run_log.end("run_stop", status="aborted", stopped_at_step=stop.stopped.step)
+    raise stop.stopped
   final_step = int(optimizer.iterations.numpy())
   distributed.average_variables(model.non_trainable_variables)
   if distributed.is_chief():  # after an elastic reset rank 0 may be another process
     manager.save(checkpoint_number=final_step)
+  run_log.end("run_stop", status="success")
   distributed.barrier()
   return TrainResult(model, history, snapshots, final_step)

@@ -14,6 +14,10 @@ usage: $(basename "$0") [options] -- COMMAND [ARGS…]
   --controller=mpi|gloo horovodrun only (default mpi)
   --time=HH:MM:SS --partition=NAME --account=NAME --job-name=NAME   slurm.sh only
   --stage-data=SRC:DST  slurm.sh only: copy each node's shards to node-local DST before training
+  --chain=requeue|resubmit|none  slurm.sh only: continue the run in a new allocation after the walltime
+                        warning (default requeue)
+  --signal-lead=SECONDS slurm.sh only: how long before the time limit Slurm warns (default 300)
+  --max-chain=N         slurm.sh only: allocations at most (default 20)
   --dry-run             print the exact command (slurm.sh: the batch script) instead of running it
 EOF
   exit 2
@@ -26,6 +30,7 @@ launch_die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 launch_parse() {
   nodes="" ranks_per_node=2 cores_per_node="" image="" bind=core controller=mpi dry_run=0
   slurm_time=01:00:00 slurm_partition="" slurm_account="" slurm_job_name=tfscale stage_data=""
+  slurm_chain=requeue slurm_signal_lead=300 slurm_max_chain=20
   hosts=() command=()
   local hostfile=""
   while (($#)); do
@@ -43,6 +48,9 @@ launch_parse() {
       --account=*) slurm_account=${1#*=} ;;
       --job-name=*) slurm_job_name=${1#*=} ;;
       --stage-data=*) stage_data=${1#*=} ;;
+      --chain=*) slurm_chain=${1#*=} ;;
+      --signal-lead=*) slurm_signal_lead=${1#*=} ;;
+      --max-chain=*) slurm_max_chain=${1#*=} ;;
       --dry-run) dry_run=1 ;;
       --) shift; command=("$@"); break ;;
       -h|--help) launch_usage ;;

@@ -8,6 +8,14 @@
 #
 # Writes a batch script and pipes it to sbatch; --dry-run prints the script instead. Inside it mpirun
 # reads the allocation (no host list) and pins rank r of a node to cores [r·C/P, (r+1)·C/P).
+#
+# Walltime chains. The job asks Slurm for an early warning (`--signal=B:USR1@LEAD`, default 300 s before
+# the time limit) sent to the batch shell, which forwards it to mpirun; mpirun forwards SIGUSR1 to every
+# rank, the ranks agree on a stop at the next step, rank 0 checkpoints it and all exit 75. The script then
+# requeues the job (`scontrol requeue`, --chain=requeue, the default; the job keeps its id and appends to
+# its output) or submits its own batch script again (--chain=resubmit: `scontrol write batch_script` then
+# `sbatch`, for sites that forbid requeueing), until a run exits 0 (the plan is finished) or --max-chain
+# allocations have run. scancel (SIGTERM to the batch shell) also checkpoints, but never requeues.
 set -euo pipefail
 launch_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$launch_repo/scripts/launch/common.sh"
@@ -16,6 +24,9 @@ launch_parse "$@"
 launch_mpirun_command
 
 batch_script() {
+  case $slurm_chain in requeue|resubmit|none) ;; *) launch_die "--chain must be requeue, resubmit or none" ;; esac
+  [[ $slurm_signal_lead =~ ^[0-9]+$ && $slurm_max_chain =~ ^[1-9][0-9]*$ ]] || \
+    launch_die "--signal-lead and --max-chain take whole numbers"
   echo "#!/bin/bash"
   echo "#SBATCH --job-name=$slurm_job_name"
   echo "#SBATCH --nodes=$nodes"
@@ -24,6 +35,11 @@ batch_script() {
   echo "#SBATCH --exclusive"
   echo "#SBATCH --time=$slurm_time"
   echo "#SBATCH --output=%x-%j.out"
+  echo "#SBATCH --open-mode=append"
+  if [[ $slurm_chain != none ]]; then
+    echo "#SBATCH --signal=B:USR1@$slurm_signal_lead"
+    [[ $slurm_chain == requeue ]] && echo "#SBATCH --requeue"
+  fi
   [[ -n $slurm_partition ]] && echo "#SBATCH --partition=$slurm_partition"
   [[ -n $slurm_account ]] && echo "#SBATCH --account=$slurm_account"
   echo "set -euo pipefail"
@@ -35,7 +51,34 @@ batch_script() {
     echo "# each node copies the shards its ranks will read (the input pipeline's file-to-rank rule)"
     launch_print srun --ntasks-per-node=1 "${stage[@]}"
   fi
-  launch_print "${mpirun_command[@]}"
+  if [[ $slurm_chain == none ]]; then
+    launch_print "${mpirun_command[@]}"
+    return
+  fi
+  local requeue='scontrol requeue "$SLURM_JOB_ID"'
+  [[ $slurm_chain == resubmit ]] && \
+    requeue='scontrol write batch_script "$SLURM_JOB_ID" - | sbatch --export=ALL,TFSCALE_CHAIN_COUNT=$allocation'
+  cat <<SCRIPT
+# The early warning (USR1) and scancel (TERM) reach the ranks as SIGUSR1 through mpirun: one agreed,
+# checkpointed stop at the next step (exit 75). Only the warning continues the run in a new allocation.
+set +e
+cancelled=0
+trap 'kill -USR1 "\$launcher" 2>/dev/null' USR1
+trap 'cancelled=1; kill -USR1 "\$launcher" 2>/dev/null' TERM
+$(launch_print "${mpirun_command[@]}") &
+launcher=\$!
+while :; do wait "\$launcher"; status=\$?; kill -0 "\$launcher" 2>/dev/null || break; done
+if ((status == 75 && !cancelled)); then
+  allocation=\$(( \${SLURM_RESTART_COUNT:-\${TFSCALE_CHAIN_COUNT:-0}} + 1 ))
+  if ((allocation >= $slurm_max_chain)); then
+    echo "tfscale: stopped before the end of the plan after \$allocation allocations (--max-chain=$slurm_max_chain)" >&2
+  else
+    echo "tfscale: stopped before the end of the plan (allocation \$allocation); $slurm_chain to resume" >&2
+    $requeue
+  fi
+fi
+exit "\$status"
+SCRIPT
 }
 
 if ((dry_run)); then

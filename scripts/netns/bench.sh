@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The communication measurements over namespace hosts (docs/SCALING.md): for each link rate,
 #   1. the allreduce benchmark (ResNet-50's gradients, fp32/fp16, fused/per variable) plus a sweep of
-#      flat allreduces whose α-β fit calibrates `python -m tfscale.plan`;
+#      flat allreduces whose α-β fit calibrates `python -m tfscale_tools.cost_model`;
 #   2. the real training step of 2 hosts × 1 rank × 1 thread over that link, beside 1 rank alone
 #      (pinned to one core): the exposed communication, hence the overlap the planner should assume.
 #
@@ -25,7 +25,7 @@ python=${PYTHON:-$repo/.venv/bin/python}
 mkdir -p "$out"
 cd "$repo"
 sizes=4096,65536,1048576,4194304,16777216,67108864
-step=(-m tfscale.bench model --models=resnet50 "--batches=$batch" --dtypes=float32 --nobare --rounds=1
+step=(-m tfscale_tools.bench model --models=resnet50 "--batches=$batch" --dtypes=float32 --nobare --rounds=1
       "--steps=$steps" --intra_op_threads=1 --inter_op_threads=1 --nogemm_ceiling)
 trap '"$dir/down.sh"' EXIT
 
@@ -34,7 +34,7 @@ taskset -c 0 "$python" "${step[@]}" "--result_file=$out/step-1rank.json" | grep 
 for rate in ${rates//,/ }; do
   "$dir/up.sh" --hosts=2 --rate="$rate"
   echo "== $rate: allreduce over 2 hosts"
-  "$dir/mpirun.sh" -- "$python" -m tfscale.bench comm_worker --comm_repeats=5 "--comm_sizes=$sizes" \
+  "$dir/mpirun.sh" -- "$python" -m tfscale_tools.bench comm_worker --comm_repeats=5 "--comm_sizes=$sizes" \
     "--result_file=$out/allreduce-$rate.json" | tee "$out/allreduce-$rate.txt"
   echo "== $rate: training step, 2 hosts × 1 rank × 1 thread"
   "$dir/mpirun.sh" -- "$repo/scripts/cpu_env.sh" 1 -- "$python" "${step[@]}" \

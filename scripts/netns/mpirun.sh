@@ -2,7 +2,7 @@
 # mpirun over the namespace hosts of up.sh: RANKS_PER_HOST ranks on each, all MPI traffic over the shaped
 # links (TCP only: the shared-memory transport would bypass them).
 #
-#   scripts/netns/mpirun.sh [--ranks-per-host=1] [--dry-run] -- python -m tfscale.bench comm_worker
+#   scripts/netns/mpirun.sh [--ranks-per-host=1] [--dry-run] -- python -m tfscale_tools.bench comm_worker
 set -euo pipefail
 dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$dir/common.sh"

@@ -1,7 +1,7 @@
 r"""Conversion throughput: tfscale's TF-free converter with 1 and 2 workers beside the classic
 single-process TensorFlow loop, on the same generated ImageNet-sized JPEGs, in one invocation.
 
-  python -m data_prep.bench [--images=2000 --shards=16 --repeats=3 --work_dir=/tmp/tfscale-convert-bench]
+  python -m tfscale_tools.bench_convert [--images=2000 --shards=16 --repeats=3 --work_dir=/tmp/tfscale-convert-bench]
 
 Each repeat runs all three in a rotated order; every run writes a fresh output directory. Times are
 measured inside each run (interpreter and TensorFlow start-up excluded for both sides; the converter's
@@ -34,7 +34,7 @@ def run_converter(entries, output_dir, workers):
 
 
 def run_tf_baseline(list_file, output_dir):
-  result = subprocess.run([sys.executable, "-m", "data_prep.bench_tf_baseline", list_file, output_dir,
+  result = subprocess.run([sys.executable, "-m", "tfscale_tools.bench_convert_tf", list_file, output_dir,
                            str(FLAGS.shards)], capture_output=True, text=True, check=True)
   return json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
 

@@ -2,11 +2,11 @@ r"""What a run at N nodes will cost, before you spend it: step time, images/s, s
 time-to-train from a measured per-node throughput and an α-β allreduce model with compute/communication
 overlap. Pure arithmetic: no TensorFlow, runs on a login node.
 
-  python -m tfscale.plan --nodes=64,128,256,512 --system=stampede2-skx --batch_per_rank=32 --epochs=72
-  python -m tfscale.plan --nodes=16 --node_images_per_second=14.2 --ranks_per_node=1 --batch_per_rank=64 \
+  python -m tfscale_tools.cost_model --nodes=64,128,256,512 --system=stampede2-skx --batch_per_rank=32 --epochs=72
+  python -m tfscale_tools.cost_model --nodes=16 --node_images_per_second=14.2 --ranks_per_node=1 --batch_per_rank=64 \
       --link_gbps=100 --latency_us=2 --model=wrn50_2
-  python -m tfscale.plan --calibration=netns.json --nodes=2 …   # α, β fitted to a `bench comm_worker` sweep
-  python -m tfscale.plan --published                             # the seed paper's points, predicted
+  python -m tfscale_tools.cost_model --calibration=netns.json --nodes=2 …   # α, β fitted to a `bench comm_worker` sweep
+  python -m tfscale_tools.cost_model --published                             # the seed paper's points, predicted
 
 The model (docs/SCALING.md states every assumption):
   compute   t_c = batch_per_rank / (node_images_per_second / ranks_per_node); backward is 2/3 of it.
@@ -23,9 +23,11 @@ import math
 
 from absl import app, flags
 
+from tfscale.datasets import PUBLISHED_TRAIN_IMAGES
+
 # Trainable parameters of the models (tfscale.models; the gradient allreduced each step).
 GRADIENT_FLOATS = {"resnet50": 25_557_032, "wrn50_2": 68_883_240, "resnet101": 44_549_160, "resnet152": 60_192_808}
-ILSVRC2012_TRAIN_IMAGES = 1_281_167
+ILSVRC2012_TRAIN_IMAGES = PUBLISHED_TRAIN_IMAGES[1000]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,11 +164,11 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """The command line's flags, defined when run as a program: the arithmetic above is imported by tests and
-  tools whose own --nodes and --ranks_per_node (tfscale.staging) would otherwise collide."""
+  tools whose own --nodes and --ranks_per_node (tfscale_tools.staging) would otherwise collide."""
   flags.DEFINE_list("nodes", ["1", "2", "4", "8", "16", "32", "64", "128", "256", "512"], "Node counts to predict.")
   flags.DEFINE_string("system", None, f"Preset network and ranks per node: {', '.join(SYSTEMS)}.")
   flags.DEFINE_float("node_images_per_second", 98.5, "One node's training throughput at --batch_per_rank "
-                     "(measure it: `python -m tfscale.bench model` on one node with its ranks).")
+                     "(measure it: `python -m tfscale_tools.bench model` on one node with its ranks).")
   flags.DEFINE_integer("ranks_per_node", None, "Ranks per node (default: the system's, else 2).")
   flags.DEFINE_integer("batch_per_rank", 32, "Images per rank per step.")
   flags.DEFINE_enum("model", "resnet50", list(GRADIENT_FLOATS), "Whose gradient is allreduced.")

@@ -1,7 +1,7 @@
 r"""Print and plot a recipe's phase plan at a world size, without data, TensorFlow or a cluster.
 
-  python -m tfscale.recipe --config=configs/resnet50_i1k_ce72.py                  # at its published batch
-  python -m tfscale.recipe --config=configs/resnet50_i1k_ce72.py --global_batch=1024 --out=/tmp/plan.png
+  python -m tfscale_tools.recipe --config=configs/resnet50_i1k_ce72.py                  # at its published batch
+  python -m tfscale_tools.recipe --config=configs/resnet50_i1k_ce72.py --global_batch=1024 --out=/tmp/plan.png
 
 Training prints the same table and writes the same picture (workdir/plan.png) at start-up; this shows
 them before a job is queued. The training-set size comes from --train_images, else the config's data
@@ -21,21 +21,13 @@ flags.DEFINE_integer("global_batch", 0, "Global batch (default: the recipe's tra
 flags.DEFINE_integer("train_images", 0, "Training-set size (default: manifest, else the published size).")
 flags.DEFINE_string("out", "plan.png", "Where the plan's picture goes.")
 
-# Training images of the datasets the recipes target, by class count.
-PUBLISHED_TRAIN_IMAGES = {
-    1000: 1_281_167,     # ILSVRC2012
-    365: 1_803_460,      # Places365-Standard
-    21841: 11_207_728,   # fall11_whole (14,197,122) minus data_prep.imagenet22k's default 2/9.5 held out
-}
-
-
 def train_images(config) -> int:
   if FLAGS.train_images:
     return FLAGS.train_images
   if config.data.dir and os.path.exists(os.path.join(config.data.dir, "manifest.json")):
     return datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes).split("train").records
-  if config.data.num_classes in PUBLISHED_TRAIN_IMAGES:
-    return PUBLISHED_TRAIN_IMAGES[config.data.num_classes]
+  if config.data.num_classes in datasets.PUBLISHED_TRAIN_IMAGES:
+    return datasets.PUBLISHED_TRAIN_IMAGES[config.data.num_classes]
   raise datasets.DataError(f"no manifest at {config.data.dir!r} and no published size for "
                            f"{config.data.num_classes} classes: pass --train_images")
 
@@ -51,7 +43,7 @@ def main(argv):
     images = train_images(config)
     plan = schedules.compile_for(config, images, global_batch)
   except (datasets.DataError, ValueError) as e:
-    sys.exit(f"tfscale.recipe: error: {e}")
+    sys.exit(f"tfscale_tools.recipe: error: {e}")
   print(f"{images:,} training images, global batch {global_batch:,}: {plan.steps_per_epoch:,} steps/epoch, "
         f"{plan.total_steps:,} steps, {plan.total_steps / plan.steps_per_epoch:g} epochs\n")
   print(schedules.plan_table(plan))
@@ -60,7 +52,7 @@ def main(argv):
 
 
 def run():
-  app.run(main, flags_parser=config_base.flags_parser("tfscale.recipe"))
+  app.run(main, flags_parser=config_base.flags_parser("tfscale_tools.recipe"))
 
 
 if __name__ == "__main__":

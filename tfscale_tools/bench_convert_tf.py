@@ -1,8 +1,8 @@
 r"""Benchmark baseline only: the classic single-process TensorFlow converter loop (read, tf.io.decode_jpeg to
 validate and measure, tf.train.Example, tf.io.TFRecordWriter), over the same files and shard count as
-data_prep.bench gives it. The one module under data_prep/ that imports TensorFlow; never used for real data.
+tfscale_tools.bench_convert gives it. The one module under data_prep/ that imports TensorFlow; never used for real data.
 
-  python -m data_prep.bench_tf_baseline LIST_FILE OUTPUT_DIR NUM_SHARDS   # prints {"seconds": …, "images": …}
+  python -m tfscale_tools.bench_convert_tf LIST_FILE OUTPUT_DIR NUM_SHARDS   # prints {"seconds": …, "images": …}
 """
 import json
 import os

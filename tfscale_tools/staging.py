@@ -1,9 +1,9 @@
 r"""Copy to node-local storage the shards this node's ranks will read (no TensorFlow; run once per node).
 
-  python -m tfscale.staging --src=/pfs/i1k --dst=/local/i1k --node=$NODE --nodes=$NODES --ranks_per_node=2
+  python -m tfscale_tools.staging --src=/pfs/i1k --dst=/local/i1k --node=$NODE --nodes=$NODES --ranks_per_node=2
 
 Ranks are assumed placed in blocks (node n runs ranks n·P … n·P+P−1, which is what `mpirun --map-by
-ppr:P:node` and Slurm's block distribution do). Each rank's files follow `datasets.files_for_rank`, the
+ppr:P:node` and Slurm's block distribution do). Each rank's files follow `shard_format.files_for_rank`, the
 rule the input pipeline uses, for every split named in --splits. manifest.json and labels.txt are copied
 too; a shard already present with the same size is skipped, and copies land under a temporary name and
 are renamed, so an interrupted staging is finished by running it again. scripts/stage_data.sh wraps this.
@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags
 
+from data_prep import shard_format
 from tfscale import datasets
 
 FLAGS = flags.FLAGS
@@ -29,7 +30,7 @@ def files_for_node(info: datasets.DatasetInfo, split: str, node: int, nodes: int
   files = info.split(split).files
   chosen = set()
   for rank in range(node * ranks_per_node, (node + 1) * ranks_per_node):
-    chosen.update(datasets.files_for_rank(files, rank, nodes * ranks_per_node)[0])
+    chosen.update(shard_format.files_for_rank(files, rank, nodes * ranks_per_node)[0])
   return [f for f in files if f in chosen]
 
 
@@ -62,13 +63,13 @@ def stage(src, dst, node, nodes, ranks_per_node, splits):
 def main(argv):
   del argv
   if not FLAGS.src or not FLAGS.dst:
-    sys.exit("tfscale.staging: error: --src and --dst are required")
+    sys.exit("tfscale_tools.staging: error: --src and --dst are required")
   if not 0 <= FLAGS.node < FLAGS.nodes:
-    sys.exit(f"tfscale.staging: error: --node={FLAGS.node} is not in 0..{FLAGS.nodes - 1}")
+    sys.exit(f"tfscale_tools.staging: error: --node={FLAGS.node} is not in 0..{FLAGS.nodes - 1}")
   try:
     copied, size, kept = stage(FLAGS.src, FLAGS.dst, FLAGS.node, FLAGS.nodes, FLAGS.ranks_per_node, FLAGS.splits)
   except datasets.DataError as e:
-    sys.exit(f"tfscale.staging: error: {e}")
+    sys.exit(f"tfscale_tools.staging: error: {e}")
   print(f"node {FLAGS.node}/{FLAGS.nodes}: copied {copied} files ({size / 1e9:.2f} GB) to {FLAGS.dst}, "
         f"{kept} already there")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from conftest import run_module
-from tfscale import plan
+from tfscale_tools import cost_model as plan
 
 NET = plan.Network(alpha_seconds=5e-6, beta_bytes_per_second=1e9, intra_bytes_per_second=4e9,
                    algorithm="ring", fusion_bytes=64 * 2 ** 20)
@@ -76,7 +76,7 @@ def test_published_points_reproduce_their_calibrations_and_the_72_epoch_arithmet
 
 
 def test_cli_table_json_and_calibration(tmp_path):
-  lines = run_module("tfscale.plan", "--nodes=1,2", "--node_images_per_second=10", "--ranks_per_node=1",
+  lines = run_module("tfscale_tools.cost_model", "--nodes=1,2", "--node_images_per_second=10", "--ranks_per_node=1",
                      "--batch_per_rank=8", "--link_gbps=1", "--latency_us=100", "--json").stdout.splitlines()
   rows = [json.loads(line) for line in lines]
   assert [r["nodes"] for r in rows] == [1, 2] and rows[0]["efficiency"] == 1.0
@@ -86,7 +86,7 @@ def test_cli_table_json_and_calibration(tmp_path):
   calibration = tmp_path / "netns.json"
   calibration.write_text(json.dumps({"ranks": 2, "sweep": [{"bytes": n, "seconds": 2 * 50e-6 + n / 0.1e9}
                                                            for n in (1e4, 1e6, 1e7)]}))
-  table = run_module("tfscale.plan", "--nodes=2", f"--calibration={calibration}").stdout
+  table = run_module("tfscale_tools.cost_model", "--nodes=2", f"--calibration={calibration}").stdout
   assert "α 50.00 µs, β 0.10 GB/s" in table
-  published = run_module("tfscale.plan", "--published").stdout
+  published = run_module("tfscale_tools.cost_model", "--published").stdout
   assert "512 SKX nodes" in published and "768 KNL nodes" in published

@@ -1,13 +1,13 @@
 r"""Communication benchmarks: what allreduce costs a ResNet-50 step, and how close to linear ranks scale.
 
-  python -m tfscale.bench comm [--rounds=3 --comm_repeats=5 --weak_models=resnet50,wrn50_2 --weak_steps=3]
+  python -m tfscale_tools.bench comm [--rounds=3 --comm_repeats=5 --weak_models=resnet50,wrn50_2 --weak_steps=3]
       1. allreduce of ResNet-50's gradient set (161 tensors, 25,557,032 floats) with 2 ranks under
          horovodrun --mpi and --gloo: one flat buffer, Horovod's grouped allreduce (tensor fusion, what the
          optimizer does) and one blocking allreduce per variable; fp32 and fp16 on the wire. Beside it,
          memcpy bandwidth of the same bytes, measured by the same worker in the same run.
       2. weak scaling of the real training step: 2 ranks × 1 thread (mpirun, one core each) against
          1 rank × 1 thread, for each of --weak_models; efficiency = per-rank images/s ratio.
-  python -m tfscale.bench comm_worker [--comm_sizes=…]
+  python -m tfscale_tools.bench comm_worker [--comm_sizes=…]
       the allreduce measurement itself, run under any launcher (the parent above, or the network-namespace
       hosts of scripts/netns/); rank 0 prints a table and writes the numbers to --result_file as JSON.
 
@@ -29,7 +29,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("comm_repeats", 5, "`comm`: timed allreduces per measurement (median reported).")
 flags.DEFINE_list("comm_sizes", [], "`comm_worker`: also time flat fp32 allreduces of these many bytes "
-                  "(e.g. 4096,65536,1048576,16777216): the α-β calibration of `python -m tfscale.plan`.")
+                  "(e.g. 4096,65536,1048576,16777216): the α-β calibration of `python -m tfscale_tools.cost_model`.")
 flags.DEFINE_list("weak_models", ["resnet50", "wrn50_2"], "`comm`: models of the weak-scaling measurement.")
 flags.DEFINE_bool("allreduce", True, "`comm`: run the allreduce part (--noallreduce: weak scaling only).")
 flags.DEFINE_integer("weak_steps", 3, "`comm`: timed training steps per weak-scaling run.")
@@ -79,7 +79,11 @@ def _median_seconds(run, repeats):
 
 
 def measure_allreduce(shapes, repeats, sizes=()):
-  """Rows {mode, wire, tensors, bytes, seconds} for each way of allreducing `shapes`, plus the flat sweep."""
+  """Rows {mode, wire, tensors, bytes, seconds} for each way of allreducing `shapes`, plus the flat sweep.
+
+  The raw Horovod ops are what is timed, so this tool calls Horovod itself (the library asks
+  tfscale.distributed, which has no use for them)."""
+  import horovod.tensorflow as hvd
   import tensorflow as tf
   from tfscale import distributed
   rng = np.random.default_rng(distributed.rank())
@@ -88,12 +92,12 @@ def measure_allreduce(shapes, repeats, sizes=()):
   floats = int(flat.shape[0])
 
   def cast_sum(tensor, wire):
-    return tf.cast(distributed.allreduce_tensor_sum(tf.cast(tensor, wire)), tf.float32)
+    return tf.cast(hvd.allreduce(tf.cast(tensor, wire), op=hvd.Sum), tf.float32)
 
   flat_fn = {wire: tf.function(lambda x, wire=wire: cast_sum(x, wire)) for wire in (tf.float32, tf.float16)}
   grouped_fn = {wire: tf.function(lambda ts, wire=wire: [tf.cast(t, tf.float32) for t in
-                                                          distributed.grouped_allreduce_tensor_sum(
-                                                              [tf.cast(t, wire) for t in ts])])
+                                                          hvd.grouped_allreduce([tf.cast(t, wire) for t in ts],
+                                                                                op=hvd.Sum)])
                 for wire in (tf.float32, tf.float16)}
 
   def per_variable(wire):
@@ -109,7 +113,7 @@ def measure_allreduce(shapes, repeats, sizes=()):
       rows.append({"mode": mode, "wire": wire_name, "tensors": tensors, "bytes": floats * width,
                    "fp32_bytes": floats * 4, "seconds": _median_seconds(run, repeats)})
   try:
-    distributed.allreduce_tensor_sum(tf.zeros([8], tf.bfloat16)).numpy()
+    hvd.allreduce(tf.zeros([8], tf.bfloat16), op=hvd.Sum).numpy()
     bf16 = "supported"
   except Exception as error:  # Horovod 0.28.1 registers its allreduce for int and float16/32/64 only
     bf16 = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
@@ -123,12 +127,13 @@ def measure_allreduce(shapes, repeats, sizes=()):
 
 def comm_worker():
   """One allreduce measurement under whatever launcher started this process; rank 0 reports."""
+  import horovod.tensorflow as hvd
   from tfscale import distributed
   distributed.init()
   shapes = gradient_shapes("resnet50")
   result = measure_allreduce(shapes, FLAGS.comm_repeats, FLAGS.comm_sizes)
   result.update(ranks=distributed.size(), memcpy_gbps=memcpy_gbps(result["floats"] * 4),
-                controller=distributed.controller(), local_size=distributed.local_size())
+                controller="gloo" if hvd.gloo_enabled() else "mpi", local_size=distributed.local_size())
   if distributed.is_chief():
     print(allreduce_table([result]))
     write_result(result)
@@ -189,7 +194,7 @@ def horovodrun(controller, module_argv):
 
 def weak_step_argv(model):
   """The training-step benchmark of one rank with 1 intra- and 1 inter-op thread."""
-  return [sys.executable, "-m", "tfscale.bench", "model", f"--models={model}", f"--batches={FLAGS.weak_batch}",
+  return [sys.executable, "-m", "tfscale_tools.bench", "model", f"--models={model}", f"--batches={FLAGS.weak_batch}",
           "--dtypes=float32", "--nobare", "--rounds=1", f"--steps={FLAGS.weak_steps}", "--intra_op_threads=1",
           "--inter_op_threads=1", "--nogemm_ceiling"]
 
@@ -209,7 +214,7 @@ WEAK_RUNS = {
     "one": (1, "1 rank × 1 thread", {}),
     "tfscale": (2, "2 ranks × 1 thread", {}),
     "independent": (2, "2 independent 1-rank processes, no communication", {}),
-    "defaults": (2, "2 ranks, Horovod/Open MPI defaults", {"TFSCALE_HOROVOD_DEFAULTS": "1"}),
+    "defaults": (2, "2 ranks, Horovod/Open MPI defaults", {"OMPI_MCA_mpi_yield_when_idle": "0"}),
 }
 flags.DEFINE_list("weak_runs", list(WEAK_RUNS), f"`comm`: weak-scaling contenders ({', '.join(WEAK_RUNS)}); "
                   "'one' always runs, as the baseline.")
@@ -224,7 +229,7 @@ def bench_comm():
 def bench_allreduce():
   results = []
   for controller in ("mpi", "gloo"):
-    result = run_child(horovodrun(controller, ["tfscale.bench", "comm_worker",
+    result = run_child(horovodrun(controller, ["tfscale_tools.bench", "comm_worker",
                                                f"--comm_repeats={FLAGS.comm_repeats}"]), MPI_ROOT_ENV)
     results.append(result)
     print(f"allreduce under {controller}: done (memcpy {result['memcpy_gbps']:.1f} GB/s)", file=sys.stderr)

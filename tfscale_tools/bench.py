@@ -1,20 +1,22 @@
 r"""Benchmarks, each side by side with its baseline in the same invocation (results: docs/BENCHMARKS.md).
 
-  python -m tfscale.bench pipeline [--images=3000 --rounds=3 --batch=64]
+  python -m tfscale_tools.bench pipeline [--images=3000 --rounds=3 --batch=64]
       images/s and CPU-seconds per image of the training input pipeline (fused decode-and-crop) beside a
       naive one (decode the whole JPEG, then crop and resize), on generated ImageNet-sized JPEG shards.
-  python -m tfscale.bench steal [--steps=12 --rounds=2 --dtypes=float32,mixed_bfloat16]
+  python -m tfscale_tools.bench steal [--steps=12 --rounds=2 --dtypes=float32,mixed_bfloat16]
       ResNet-50 training step time on those real shards beside the same step on synthetic input: what
       the input pipeline takes from the model when both share the node's cores.
-  python -m tfscale.bench model [--models=resnet50,wrn50_2 --batches=32,64 --dtypes=float32,mixed_bfloat16 --rounds=3]
+  python -m tfscale_tools.bench model [--models=resnet50,wrn50_2 --batches=32,64 --dtypes=float32,mixed_bfloat16 --rounds=3]
       images/s and achieved GFLOP/s of tfscale's full training step (its model, LARS, the Horovod wrapper
       with one rank) on synthetic input, beside a bare tf_keras.applications.ResNet50 `fit` and the
       matrix-multiply ceiling measured in the same run.
-  python -m tfscale.bench knobs [--knobs=…] [--models=resnet50 --batches=32 --dtypes=float32 --rounds=2]
+  python -m tfscale_tools.bench knobs [--knobs=…] [--models=resnet50 --batches=32 --dtypes=float32 --rounds=2]
       tfscale's training step under each CPU knob (threads, XLA, oneDNN fpmath/off, optimizer, Horovod
       wrapper) against the default, each setting in its own child process, rounds alternating.
-  python -m tfscale.bench comm | comm_worker
-      allreduce bandwidth and weak-scaling efficiency (tfscale/bench_comm.py).
+  horovodrun -np 2 -H localhost:2 python -m tfscale_tools.bench stopcheck [--models=resnet50 --batches=32 --steps=6]
+      what the agreed-stop check (one allreduce of one number per step) costs against the training step.
+  python -m tfscale_tools.bench comm | comm_worker
+      allreduce bandwidth and weak-scaling efficiency (tfscale_tools/bench_comm.py).
 """
 import os
 import statistics
@@ -27,7 +29,7 @@ from absl import app, flags
 import tfscale  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
 
-from tfscale import bench_comm
+from tfscale_tools import bench_comm
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/tfscale-bench", "Generated JPEGs and shards (kept for reuse).")
@@ -99,6 +101,26 @@ flags.DEFINE_list("pipelines", ["fused", "naive"], f"`pipeline`: contenders ({',
                   "last is the baseline.")
 
 
+def naive_train_dataset(info, data_config, batch_size: int, seed: int):
+  """The baseline: tfscale's training stream with the Inception crop taken after decoding the whole JPEG
+  (decode, sample the same box, slice, resize), as most input pipelines do it."""
+  import tensorflow as tf
+  from tfscale import input_pipeline
+  size, scale, ratio = data_config.image_size, tuple(data_config.scale), tuple(data_config.ratio)
+
+  def preprocess(index, record):
+    image_bytes, label = input_pipeline.parse_record(record[0], info, record[1])
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(tf.stack([seed, index]), 2))
+    image = tf.io.decode_jpeg(image_bytes, channels=3)
+    begin, crop_size = input_pipeline.sample_crop(tf.shape(image), scale, ratio, crop_seed)
+    image = tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bilinear")
+    return tf.image.stateless_random_flip_left_right(input_pipeline.to_uint8(image), flip_seed), label
+
+  records = input_pipeline.train_records(info, data_config, seed=seed).enumerate()
+  return input_pipeline.batches(records.map(preprocess, num_parallel_calls=input_pipeline.pipeline_threads(data_config)),
+                                data_config, batch_size, False)
+
+
 def bench_pipeline():
   from tfscale import datasets, input_pipeline
   info = datasets.load(imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
@@ -109,7 +131,8 @@ def bench_pipeline():
   for round_ in range(FLAGS.rounds):
     for name in (list(results) if round_ % 2 == 0 else list(results)[::-1]):
       config, naive = configs[name]
-      dataset = input_pipeline.train_dataset(info, config, FLAGS.batch, seed=round_, naive=naive)
+      dataset = (naive_train_dataset(info, config, FLAGS.batch, round_) if naive else
+                 input_pipeline.train_dataset(info, config, FLAGS.batch, seed=round_))
       iterator = iter(dataset)
       next(iterator)  # first batch: thread start-up and shuffle-buffer fill
       wall, cpu = time.perf_counter(), time.process_time()
@@ -218,7 +241,7 @@ def gemm_ceiling(dtype, n=2048, repeats=10) -> float:
 
 def _tfscale_model(name, batch):
   """(model, dataset): tfscale's model with the flags' optimizer and compile knobs, on synthetic input."""
-  from tfscale import distributed, input_pipeline
+  from tfscale import input_pipeline
   from tfscale.lars import LARS, StepTable
   from tfscale.models import create_model
   model = create_model(name, FLAGS.num_classes, 224)
@@ -226,8 +249,9 @@ def _tfscale_model(name, batch):
     optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
   else:
     optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
-  if FLAGS.horovod_wrapper:
-    optimizer = distributed.distributed_optimizer(optimizer, always=True)
+  if FLAGS.horovod_wrapper:  # with one rank the library does not wrap; the wrapper's cost is what is timed
+    import horovod.tensorflow.keras as hvd_keras
+    optimizer = hvd_keras.DistributedOptimizer(optimizer)
   model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=FLAGS.jit_compile)
   return model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes)
@@ -303,6 +327,43 @@ def bench_model():
   bench_comm.write_result(rows)
 
 
+class _TimedCallback(tf_keras.callbacks.Callback):
+  """Forwards batch ends to `inner` and keeps the seconds each took."""
+
+  def __init__(self, inner):
+    super().__init__()
+    self.inner, self.seconds = inner, []
+
+  def set_model(self, model):
+    super().set_model(model)
+    self.inner.set_model(model)
+
+  def on_train_batch_end(self, batch, logs=None):
+    start = time.perf_counter()
+    self.inner.on_train_batch_end(batch, logs)
+    self.seconds.append(time.perf_counter() - start)
+
+
+def bench_stopcheck():
+  """The agreed-stop check (callbacks.StopAtRequest: one allreduce of one number per step) against the
+  ResNet-50 training step it rides on, in the same run; under horovodrun with several ranks."""
+  from tfscale import callbacks, distributed
+  distributed.init()
+  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  tf_keras.mixed_precision.set_global_policy(FLAGS.dtypes[0])
+  batch = int(FLAGS.batches[0])
+  model, dataset = _tfscale_model(FLAGS.models[0], batch)
+  check = _TimedCallback(callbacks.StopAtRequest(manager=None))
+  clock = _StepClock()
+  model.fit(dataset, steps_per_epoch=FLAGS.steps + 1, epochs=1, verbose=0, callbacks=[clock, check])
+  steps = (clock.ends[-1] - clock.ends[0]) / FLAGS.steps
+  checks = statistics.median(check.seconds[1:])
+  if distributed.is_chief():
+    print(f"{FLAGS.models[0]} {FLAGS.dtypes[0]} batch {batch}, {distributed.size()} rank(s), {FLAGS.steps} steps: "
+          f"step {steps:.3f} s, stop check median {1000 * checks:.2f} ms (max {1000 * max(check.seconds[1:]):.2f}), "
+          f"{100 * checks / steps:.3f} % of a step")
+
+
 def bench_knobs():
   """Each knob's tfscale training step against the default, in child processes (some knobs are environment
   variables read once at TensorFlow start-up), rounds alternating the order."""
@@ -318,7 +379,7 @@ def bench_knobs():
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
       _, argv, env = KNOBS[knob]
       try:
-        rows = bench_comm.run_child([sys.executable, "-m", "tfscale.bench", "model", *common, *argv], env)
+        rows = bench_comm.run_child([sys.executable, "-m", "tfscale_tools.bench", "model", *common, *argv], env)
       except RuntimeError as error:
         print(f"round {round_ + 1}: {knob}: failed\n{error}", file=sys.stderr)
         rates[knob].append({})
@@ -345,9 +406,9 @@ def bench_knobs():
 
 def main(argv):
   commands = {"pipeline": bench_pipeline, "steal": bench_steal, "model": bench_model, "knobs": bench_knobs,
-              "comm": bench_comm.bench_comm, "comm_worker": bench_comm.comm_worker}
+              "comm": bench_comm.bench_comm, "comm_worker": bench_comm.comm_worker, "stopcheck": bench_stopcheck}
   if len(argv) != 2 or argv[1] not in commands:
-    raise app.UsageError(f"usage: python -m tfscale.bench {{{'|'.join(commands)}}} [flags]")
+    raise app.UsageError(f"usage: python -m tfscale_tools.bench {{{'|'.join(commands)}}} [flags]")
   commands[argv[1]]()
 
 

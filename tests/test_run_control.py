@@ -1,0 +1,104 @@
+"""Living on a batch scheduler, with real 2-rank horovodrun jobs: an agreed, checkpointed stop on SIGTERM or
+SIGUSR1 to one rank or to all, no orphans when the launcher dies, one live run per workdir."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_module
+from test_resilience import (expected_snapshots, horovodrun_train, kill_tree, tf_latest, training_workers,
+                             wait_for)
+
+
+def epochs_done(workdir) -> int:
+  sys.path.insert(0, REPO)
+  from tfscale import workdir as workdir_files
+  return len(workdir_files.read_metrics(str(workdir)))
+
+
+def processes_of(workdir) -> list:
+  """Every live process whose command line names this workdir."""
+  found = []
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        cmdline = open(f"/proc/{entry}/cmdline").read()
+        state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+      except OSError:
+        continue
+      if f"--workdir={workdir}" in cmdline and state != "Z":
+        found.append(int(entry))
+  return found
+
+
+@pytest.mark.parametrize("signum,who", [(signal.SIGTERM, ("HOROVOD_RANK=1",)),
+                                        (signal.SIGUSR1, ("HOROVOD_RANK=0", "HOROVOD_RANK=1"))])
+def test_signal_stops_every_rank_at_one_checkpointed_step_and_the_rerun_finishes_the_plan(signum, who, digits_shards,
+                                                                                        tmp_path):
+  workdir = tmp_path / "run"
+  job = horovodrun_train(workdir, digits_shards, "--gloo")
+  try:
+    wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
+    assert job.poll() is None
+    ranks = [pid for marker in who for pid in training_workers(job, marker)]
+    assert len(ranks) == len(who)
+    for pid in ranks:
+      os.kill(pid, signum)
+    output = job.communicate(timeout=120)[0]
+  finally:
+    kill_tree(job)
+  name = signal.Signals(signum).name
+  lines = [line for line in output.splitlines() if "tfscale.train: stopped at step" in line]
+  assert len(lines) == 1, output[-3000:]  # rank 0 says it, once
+  step = int(lines[0].split("stopped at step ")[1].split()[0])
+  assert lines[0].endswith(f"stopped at step {step} by {name}; rerun the same command to resume")
+  assert "exit code: 75" in output or "exited with code 75" in output or job.returncode != 0
+  assert tf_latest(workdir).endswith(f"ckpt-{step}") and step % 22  # the exact step, mid-epoch
+  rerun = horovodrun_train(workdir, digits_shards, "--gloo")
+  output = rerun.communicate(timeout=600)[0]
+  assert rerun.returncode == 0, output[-3000:]
+  assert f"at step {step}" in output
+  expected, total_steps = expected_snapshots()
+  assert [(s["name"], s["step"]) for s in json.loads((workdir / "snapshots.json").read_text())] == expected
+  assert tf_latest(workdir).endswith(f"ckpt-{total_steps}")
+
+
+def test_sigterm_to_horovodrun_leaves_no_training_process_within_30_seconds(digits_shards, tmp_path):
+  workdir = tmp_path / "run"
+  job = horovodrun_train(workdir, digits_shards, "--mpi")
+  try:
+    wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
+    assert job.poll() is None and len(processes_of(workdir)) >= 3  # horovodrun (its mpirun) and two ranks
+    job.send_signal(signal.SIGTERM)
+    signalled = time.time()
+    wait_for(lambda: not processes_of(workdir), 30, "every process of the run to end")
+    print(f"all gone {time.time() - signalled:.1f} s after SIGTERM to horovodrun")
+    output = job.communicate(timeout=30)[0]
+  finally:
+    kill_tree(job)
+  assert tf_latest(workdir) is not None
+
+
+def test_one_live_run_per_workdir_and_the_hold_ends_with_the_run(digits_shards, tmp_path):
+  workdir = tmp_path / "run"
+  job = horovodrun_train(workdir, digits_shards, "--gloo")
+  try:
+    wait_for(lambda: (workdir / "run.lock").exists() and epochs_done(workdir) >= 1 or job.poll() is not None, 400,
+             "epoch 1")
+    holder = json.loads((workdir / "run.lock").read_text())
+    started = time.time()
+    second = run_module("tfscale.train", "--config=configs/demo_digits.py:tiny", f"--workdir={workdir}",
+                        f"--config.data.dir={digits_shards}", check=False, timeout=60)
+    assert time.time() - started < 30 and second.returncode != 0
+    lines = [line for line in second.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and f"pid {holder['pid']}" in lines[0] and f"host {holder['host']}" in lines[0], lines
+  finally:
+    kill_tree(job)  # SIGKILL: the hold must end with the process, no cleanup
+  take = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {REPO!r}); from tfscale import "
+                         f"run_control; run_control.hold_workdir({str(workdir)!r}); print('held')"],
+                        capture_output=True, text=True, timeout=60)
+  assert take.stdout.strip() == "held", take.stderr

@@ -1,0 +1,146 @@
+"""The layout of a run's workdir, owned here: every file a run or its evaluation reads or writes.
+
+  config.json          the resolved config (rank 0, at start-up)
+  checkpoints/         model + optimizer state (tf.train.CheckpointManager), for resuming
+  snapshots/<name>/    model.json + weights.h5 + snapshot.json: one Collapsed-Ensemble member each
+  snapshots.json       the index of snapshots, in the order they were taken
+  metrics.jsonl        one JSON row per epoch (appended by rank 0)
+  mllog.txt            MLPerf-style :::MLLOG events (tfscale/mlperf_log.py)
+  run.lock             the live run's POSIX lock, naming its host and pid (tfscale/run_control.py)
+  plan.png, training.png, tensorboard/
+  eval.json, eval.md, eval.png   tfscale.evaluate's results
+Writers are rank 0's; JSON files are replaced atomically, so a reader never sees half a file.
+"""
+import json
+import os
+
+CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+SNAPSHOTS = "snapshots"
+SNAPSHOT_INDEX = "snapshots.json"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+PLAN_PLOT, TRAINING_PLOT = "plan.png", "training.png"
+EVAL_JSON, EVAL_MARKDOWN, EVAL_PLOT = "eval.json", "eval.md", "eval.png"
+
+
+class WorkdirError(ValueError):
+  """A workdir that cannot be used; the message says why in one line."""
+
+
+def check_writable(workdir: str):
+  """Creates the workdir and proves it is writable (cheap, before TensorFlow is even imported)."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write-probe-{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
+
+
+def read_run(workdir: str, chosen: str = "all"):
+  """(config, snapshot entries) of a finished or running training run; `chosen`: 'all' or comma-separated
+  snapshot names."""
+  for name in (CONFIG, SNAPSHOT_INDEX):
+    if not os.path.exists(path(workdir or "", name)):
+      raise WorkdirError(f"{workdir!r} has no {name}: is it a tfscale.train workdir with snapshots?")
+  config, snapshots = read_config(workdir), read_snapshots(workdir)
+  if chosen != "all":
+    wanted = chosen.split(",")
+    unknown = sorted(set(wanted) - {s["name"] for s in snapshots})
+    if unknown:
+      raise WorkdirError(f"unknown snapshots {unknown}; {workdir} has {[s['name'] for s in snapshots]}")
+    snapshots = [s for s in snapshots if s["name"] in wanted]
+  if not snapshots:
+    raise WorkdirError(f"{workdir} has no snapshots yet")
+  return config, snapshots
+
+
+def path(workdir: str, name: str) -> str:
+  return os.path.join(workdir, name)
+
+
+def write_json(file_path: str, value):
+  """Writes JSON atomically (a temporary file, then a rename)."""
+  with open(file_path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(file_path + ".tmp", file_path)
+
+
+def write_config(workdir: str, config):
+  os.makedirs(workdir, exist_ok=True)
+  with open(path(workdir, CONFIG) + ".tmp", "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(path(workdir, CONFIG) + ".tmp", path(workdir, CONFIG))
+
+
+def read_config(workdir: str):
+  """The run's config over today's base config: a run saved before a field existed reads as its default."""
+  from tfscale import config_base
+  config = config_base.base_config()
+  with open(path(workdir, CONFIG)) as f:
+    config.update(json.load(f))
+  return config
+
+
+def read_snapshots(workdir: str) -> list:
+  """The snapshot index: [{name, path, phase, step, epoch, val_top1, val_top5}], oldest first."""
+  if not os.path.exists(path(workdir, SNAPSHOT_INDEX)):
+    return []
+  with open(path(workdir, SNAPSHOT_INDEX)) as f:
+    return json.load(f)
+
+
+def snapshot_entry(phase: str, step: int, epoch: float, accuracy: dict) -> dict:
+  name = f"{phase}-{step}"
+  return {"name": name, "path": os.path.join(SNAPSHOTS, name), "phase": phase, "step": step, "epoch": epoch,
+          "val_top1": accuracy["top1"], "val_top5": accuracy["top5"]}
+
+
+def save_snapshot(workdir: str, model, entry: dict, index: list, config):
+  """Writes a self-contained snapshot (architecture JSON, HDF5 weights, what produced them) and the index
+  `index` (which already holds `entry`)."""
+  directory = path(workdir, entry["path"])
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, "model.json"), "w") as f:
+    f.write(model.to_json())
+  model.save_weights(os.path.join(directory, "weights.h5"))
+  write_json(os.path.join(directory, "snapshot.json"), {**entry, "config": config.to_dict()})
+  write_json(path(workdir, SNAPSHOT_INDEX), index)
+
+
+def load_snapshot(workdir: str, entry: dict):
+  """A snapshot as a tf_keras model: architecture from model.json, weights from weights.h5."""
+  import tf_keras
+  from tfscale.models import resnet  # noqa: F401  (registers tfscale's layers for model_from_json)
+  directory = path(workdir, entry["path"])
+  with open(os.path.join(directory, "model.json")) as f:
+    model = tf_keras.models.model_from_json(f.read())
+  model.load_weights(os.path.join(directory, "weights.h5"))
+  return model
+
+
+def append_metrics(workdir: str, row: dict):
+  with open(path(workdir, METRICS), "a") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(workdir: str) -> list:
+  """Epoch rows of metrics.jsonl; a resumed run re-trains epochs after its checkpoint, so the last row of
+  each epoch wins."""
+  if not os.path.exists(path(workdir, METRICS)):
+    return []
+  rows = {}
+  with open(path(workdir, METRICS)) as f:
+    for line in f:
+      if line.strip():
+        row = json.loads(line)
+        rows[row["epoch"]] = row
+  return [rows[e] for e in sorted(rows)]
+
+
+def read_eval(workdir: str) -> dict:
+  with open(path(workdir, EVAL_JSON)) as f:
+    return json.load(f)

@@ -1,0 +1,2 @@
+"""Tools around tfscale (studies, benchmarks, the cluster cost model): they import the library, it never
+imports them."""
