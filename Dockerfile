@@ -16,7 +16,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /opt/tfscale
 COPY . .
-RUN TFSCALE_EXTRAS=test bash scripts/install.sh \
+RUN TFSCALE_EXTRAS='test' bash scripts/install.sh \
  && rm -rf /root/.cache /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 --user-group tfscale \
  && chown -R 1000:1000 /opt/tfscale

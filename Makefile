@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: setup demo test clean
+.PHONY: setup demo study test clean
 
 setup:
 	bash scripts/install.sh
@@ -16,9 +16,13 @@ setup:
 demo: setup
 	NP=$(NP) bash scripts/demo.sh
 
+# The Collapsed Ensemble against one run of the same budget, 5 seeds on the distorted digits (≈ 25 min).
+study: setup
+	$(VENV)/bin/python -m tfscale_tools.ensemble_study
+
 test:
 	TFSCALE_EXTRAS=test bash scripts/install.sh
 	$(VENV)/bin/python -m pytest tests
 
 clean:
-	rm -rf runs/demo data/digits
+	rm -rf runs/demo runs/ensemble_study data/digits data/digits_distorted

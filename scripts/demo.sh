@@ -20,7 +20,9 @@ python -m data_prep.imagenet1k --raw_dir="$raw" --output_dir="$shards" --train_s
 step "3/4 train on $np Horovod ranks ($workdir, started fresh)"
 rm -rf "$workdir"
 t=$SECONDS
-horovodrun -np "$np" -H "localhost:$np" python -m tfscale.train --config=configs/demo_digits.py --workdir="$workdir"
+# horovodrun imports TensorFlow itself: level 1 keeps its INFO banners out of the log (the ranks filter the rest).
+TF_CPP_MIN_LOG_LEVEL=1 horovodrun -np "$np" -H "localhost:$np" python -m tfscale.train --config=configs/demo_digits.py \
+  --workdir="$workdir"
 train_seconds=$((SECONDS - t))
 
 step "4/4 evaluate every snapshot and their Collapsed Ensemble"

@@ -49,7 +49,8 @@ def test_dockerfile_builds_through_install_sh_and_runs_unprivileged():
   instructions = docker_instructions()
   assert instructions[0] == ("FROM", "debian:12")
   runs = [args for keyword, args in instructions if keyword == "RUN"]
-  assert len(runs) == 1 and runs[0].startswith("bash scripts/install.sh")
+  # The image carries the test extra so `make test` runs inside it.
+  assert len(runs) == 1 and runs[0].startswith("TFSCALE_EXTRAS='test' bash scripts/install.sh")
   users = [args for keyword, args in instructions if keyword == "USER"]
   assert users, "the image must not run as root"
   uid = users[-1].split(":")[0]
@@ -70,7 +71,7 @@ def test_apptainer_definition_parses_and_builds_through_install_sh():
   recipe = SingularityParser(os.path.join(REPO, "singularity/tfscale.def")).recipe
   stage, = recipe.values()
   assert stage.fromHeader == "debian:12"
-  assert "bash /opt/tfscale/scripts/install.sh" in stage.install
+  assert "TFSCALE_EXTRAS=test bash /opt/tfscale/scripts/install.sh" in stage.install
   assert any("horovodrun --check-build" in line for line in stage.install + [read("singularity/tfscale.def")])
   assert "PATH=/opt/venv/bin:$PATH" in stage.environ and "TFSCALE_VENV=/opt/venv" in stage.environ
   # %files copies what install.sh and the launchers need, never a host .venv, data or runs.

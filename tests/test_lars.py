@@ -161,21 +161,25 @@ rng = np.random.default_rng(7)
 init = rng.normal(size=(3, 3, 2, 4))
 grads = rng.normal(size=(4, size, 3, 3, 2, 4))  # every rank draws all ranks' gradients, uses its own
 lrs, wds = [0.5, 1.0, 2.0, 1.0], [1e-4, 5e-4, 5e-4, 1e-3]
-kernel = tf.Variable(init, dtype=tf.float32, name="conv/kernel")
-optimizer = distributed.distributed_optimizer(
-    LARS(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001), always=True)
-w, v = init, np.zeros_like(init)
-for step in range(4):
-  # The wrapper averages inside minimize() (Keras's training step); a loss linear in the kernel makes
-  # this rank's gradient exactly grads[step, rank].
-  g = tf.constant(grads[step, rank], tf.float32)
-  with tf.GradientTape() as tape:
-    loss = tf.reduce_sum(kernel * g)
-  optimizer.minimize(loss, [kernel], tape=tape)
-  # Horovod averages the ranks' gradients before LARS sees them.
-  w, v = numpy_lars(w, v, grads[step].mean(axis=0), lrs[step], 0.9, wds[step], 0.001, 1e-9, True)
-np.testing.assert_allclose(kernel.numpy(), w, rtol=1e-6, atol=1e-6)
-print("rank", rank, "of", size, "matches")
+ends = {{}}
+for compression, tolerance in (("none", 1e-6), ("fp16", 2e-3)):
+  kernel = tf.Variable(init, dtype=tf.float32, name="conv/kernel")
+  optimizer = distributed.distributed_optimizer(
+      LARS(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001), compression)
+  w, v = init, np.zeros_like(init)
+  for step in range(4):
+    # The wrapper averages inside minimize() (Keras's training step); a loss linear in the kernel makes
+    # this rank's gradient exactly grads[step, rank].
+    g = tf.constant(grads[step, rank], tf.float32)
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(kernel * g)
+    optimizer.minimize(loss, [kernel], tape=tape)
+    # Horovod averages the ranks' gradients before LARS sees them (as float16 on the wire with "fp16").
+    w, v = numpy_lars(w, v, grads[step].mean(axis=0), lrs[step], 0.9, wds[step], 0.001, 1e-9, True)
+  np.testing.assert_allclose(kernel.numpy(), w, rtol=tolerance, atol=tolerance)
+  ends[compression] = kernel.numpy()
+  print("rank", rank, "of", size, "matches with compression", compression)
+assert np.abs(ends["fp16"] - ends["none"]).max() > 0  # float16 on the wire really happened
 '''
 
 
@@ -191,7 +195,8 @@ def test_under_horovod_distributed_optimizer_two_ranks(tmp_path):
   result = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, str(script)],
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  assert result.stdout.count("matches") == 2
+  assert result.stdout.count("matches with compression none") == 2
+  assert result.stdout.count("matches with compression fp16") == 2
 
 
 def test_trainer_optimizer_follows_the_plans_momentum_resets_and_decay_rule():

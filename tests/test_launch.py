@@ -69,10 +69,13 @@ def test_slurm_dry_run_is_a_batch_script_around_the_same_mpirun():
     assert f"#SBATCH {directive}" in lines, directive
   assert ("srun --ntasks-per-node=1 apptainer exec tfscale.sif /opt/tfscale/scripts/stage_data.sh "
           "/pfs/i1k /local/i1k 2") in lines
-  mpirun = lines[-1]
+  mpirun = next(line for line in lines if line.startswith("mpirun "))
   assert mpirun == ("mpirun -np 128 --map-by ppr:2:node:PE=24 --bind-to core --report-bindings -x PATH "
                     "apptainer exec tfscale.sif /opt/tfscale/scripts/cpu_env.sh 24 -- python -m tfscale.train "
-                    "--config=configs/resnet50_i1k_ce72.py --workdir=/pfs/runs/ce72 --config.train.note=two\\ words")
+                    "--config=configs/resnet50_i1k_ce72.py --workdir=/pfs/runs/ce72 --config.train.note=two\\ words &")
+  # The walltime chain: Slurm's early warning, forwarded to mpirun; a requeue after a stop (exit 75).
+  assert "#SBATCH --signal=B:USR1@300" in lines and "#SBATCH --requeue" in lines
+  assert "trap 'kill -USR1 \"$launcher\" 2>/dev/null' USR1" in lines and lines[-1] == 'exit "$status"'
   # Inside an allocation Slurm provides the shape; the script then needs no --nodes/--cores-per-node.
   allocated = launch("slurm.sh", "--ranks-per-node=2", "--dry-run", "--", "true",
                      env={**MINIMAL_ENV, "SLURM_NNODES": "8", "SLURM_CPUS_ON_NODE": "40"}).stdout

@@ -14,8 +14,10 @@ def read(path):
 
 def test_console_scripts_are_installed_and_answer_help():
   scripts = tomllib.loads(read("pyproject.toml"))["project"]["scripts"]
-  assert set(scripts) == {"tfscale-train", "tfscale-eval", "tfscale-recipe", "tfscale-cost-model", "tfscale-prep"}
+  assert set(scripts) == {"tfscale-train", "tfscale-eval", "tfscale-export", "tfscale-predict", "tfscale-recipe",
+                          "tfscale-cost-model", "tfscale-prep"}
   for script, expected_flag in (("tfscale-train", "--config"), ("tfscale-eval", "--evals"),
+                                ("tfscale-export", "--snapshots"), ("tfscale-predict", "--model"),
                                 ("tfscale-recipe", "--global_batch"), ("tfscale-cost-model", "--nodes"),
                                 ("tfscale-prep", "--raw_dir")):
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), script), "--helpfull"],

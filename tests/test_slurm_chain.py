@@ -9,7 +9,13 @@ import sys
 import time
 
 from conftest import REPO
+from test_resilience import wait_for
 from tfscale import schedules
+
+
+def epochs_done(workdir) -> int:
+  path = os.path.join(workdir, "metrics.jsonl")
+  return sum(1 for line in open(path) if line.strip()) if os.path.exists(path) else 0
 
 FAKE_MPIRUN = """#!/bin/bash
 # Runs the rank command (what follows cpu_env.sh N --) as one process in place of mpirun's ranks.
@@ -58,16 +64,18 @@ def test_a_recipe_finishes_across_allocations_with_no_step_lost(digits_shards, t
   env = dict(os.environ, PATH=f"{fake_bin(tmp_path)}:{os.environ['PATH']}", FAKE_SLURM_LOG=str(log),
              SLURM_JOB_ID="7")
   outputs = []
-  for allocation in range(6):
+  for allocation in range(8):
     env["SLURM_RESTART_COUNT"] = str(allocation)
     requeues = log.read_text().count("requeue 7") if log.exists() else 0
+    epochs_before = epochs_done(workdir)
     job = subprocess.Popen(["bash", str(path)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-    try:
-      output = job.communicate(timeout=20)[0]  # a 20-second "walltime" before the warning
-    except subprocess.TimeoutExpired:
-      job.send_signal(signal.SIGUSR1)  # what #SBATCH --signal=B:USR1@… does
-      output = job.communicate(timeout=300)[0]
+    # The "walltime": the warning comes once this allocation has trained an epoch (what
+    # #SBATCH --signal=B:USR1@… does before the time limit), unless the plan ends first.
+    wait_for(lambda: job.poll() is not None or epochs_done(workdir) > epochs_before, 300, "an epoch")
+    if job.poll() is None:
+      job.send_signal(signal.SIGUSR1)
+    output = job.communicate(timeout=300)[0]
     outputs.append(output)
     if (log.read_text().count("requeue 7") if log.exists() else 0) == requeues:
       assert job.returncode == 0, output[-3000:]

@@ -309,3 +309,59 @@ def test_ranks_with_different_record_counts_finish_together(digits_raw, tmp_path
   assert [s["phase"] for s in json.loads((workdir / "snapshots.json").read_text())] == ["cycle1", "collapse"]
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert len(rows) == 5 and rows[-1]["ranks"] == 2 and "val_top1" in rows[-1]
+
+
+EXPORTED_COUNT = r'''
+import json, sys
+import tensorflow as tf
+assert not any(m.startswith("tfscale") for m in sys.modules)
+serve = tf.saved_model.load({model!r}).signatures["serving_default"]
+spec = {{"image/encoded": tf.io.FixedLenFeature([], tf.string), "image/class/label": tf.io.FixedLenFeature([], tf.int64)}}
+records = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset({files!r})]
+correct = 0
+for start in range(0, len(records), 32):
+  chunk = records[start:start + 32]
+  out = serve(images=tf.stack([r["image/encoded"] for r in chunk]))
+  labels = tf.stack([r["image/class/label"] for r in chunk]) - {offset}
+  correct += int(tf.reduce_sum(tf.cast(out["class_ids"][:, 0] == tf.cast(labels, tf.int32), tf.int32)))
+print(json.dumps({{"correct": correct, "count": len(records), "synsets": out["synsets"].shape.as_list()}}))
+'''
+
+
+def test_exported_ensemble_serves_jpegs_with_plain_tensorflow_and_matches_evaluate(single_rank_run, digits_shards,
+                                                                                  tmp_path):
+  run_module("tfscale.evaluate", f"--workdir={single_rank_run}")
+  evaluation = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  model = tmp_path / "exported"
+  result = run_module("tfscale.export", f"--workdir={single_rank_run}", f"--output={model}")
+  assert "ensemble of 2" in result.stdout
+  manifest = json.loads((digits_shards / "manifest.json").read_text())
+  files = [str(digits_shards / s["name"]) for s in manifest["splits"]["validation"]["shards"]]
+  script = EXPORTED_COUNT.format(model=str(model), files=files, offset=manifest["label_offset"])
+  counted = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                      cwd=str(tmp_path)).stdout.strip().splitlines()[-1])
+  assert counted["count"] == evaluation["count"] == 359
+  assert counted["correct"] == round(evaluation["ensemble"]["top1"] * 359)  # to the last image
+  assert counted["synsets"][1] == 5
+  again = run_module("tfscale.export", f"--workdir={single_rank_run}", f"--output={model}", check=False)
+  one_line_error(again, "exists and is not empty")
+
+
+def test_predict_names_bad_files_and_classifies_the_rest(single_rank_run, digits_raw, tmp_path):
+  model = tmp_path / "exported"
+  run_module("tfscale.export", f"--workdir={single_rank_run}", f"--output={model}", "--crops=12")
+  good = digits_raw / "val" / "ILSVRC2012_val_00000001.JPEG"
+  png = tmp_path / "digit.png"
+  from PIL import Image
+  Image.open(good).save(png)
+  truncated, text = tmp_path / "truncated.jpg", tmp_path / "notes.jpg"
+  truncated.write_bytes(good.read_bytes()[:200])
+  text.write_text("not an image")
+  result = run_module("tfscale.predict", f"--model={model}", str(good), str(png), str(tmp_path / "missing.jpg"),
+                      str(truncated), str(text), check=False)
+  assert result.returncode == 1
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 2 and lines[0].startswith(f"{good}: 1. n9000000") and lines[1].startswith(f"{png}: 1. n9000000")
+  assert all(line.count(". n9000000") == 5 for line in lines)
+  problems = [l for l in result.stderr.splitlines() if ": skipped: " in l]
+  assert [p.split(": skipped: ")[0] for p in problems] == [str(tmp_path / "missing.jpg"), str(truncated), str(text)]

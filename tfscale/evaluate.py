@@ -132,6 +132,7 @@ def main(argv):
     if not FLAGS.workdir:
       raise config_base.ConfigError("--workdir is required")
     config = FLAGS.config
+    workdir_files.read_run(FLAGS.workdir)  # a training run with snapshots, or one line saying what is missing
     info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
     evals = chosen_evals(config, info, FLAGS.evals)
     snapshots = {name: workdir_files.read_run(FLAGS.workdir, spec.snapshots)[1] for name, spec in evals.items()}

@@ -44,12 +44,15 @@ def to_uint8(image):
   return tf.cast(image, tf.uint8)
 
 
-def _decode_window(image_bytes, offset_y, offset_x, height, width, size, method="bilinear"):
-  window = tf.stack([offset_y, offset_x, height, width])
-  image = tf.image.resize(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3), [size, size],
-                          method=method)
+def _resize(image, size, method="bilinear"):
+  image = tf.image.resize(image, [size, size], method=method)
   # Bicubic overshoots 0..255 at edges and the uint8 cast would wrap; bilinear cannot overshoot.
   return image if method == "bilinear" else tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _decode_window(image_bytes, offset_y, offset_x, height, width, size, method="bilinear"):
+  window = tf.stack([offset_y, offset_x, height, width])
+  return _resize(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3), size, method)
 
 
 def sample_crop(shape, scale, ratio, seed):
@@ -125,12 +128,22 @@ def fixed_scale_crop(image_bytes, size, fraction, seed, method="bilinear"):
                         tf.minimum(offset_x, shape[1] - side), side, side, size, method)
 
 
+def _center_window(shape, fraction):
+  side = _square_window(shape, fraction)
+  return (shape[0] - side) // 2, (shape[1] - side) // 2, side
+
+
 def center_crop(image_bytes, size, fraction, method="bilinear"):
   """Evaluation crop: the central square of `fraction` × the shorter side, resized to size² — the same
   pixels as resizing the shorter side to size/fraction and cutting the central size², decoded in place."""
-  shape = tf.io.extract_jpeg_shape(image_bytes)
-  side = _square_window(shape, fraction)
-  return _decode_window(image_bytes, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side, size, method)
+  offset_y, offset_x, side = _center_window(tf.io.extract_jpeg_shape(image_bytes), fraction)
+  return _decode_window(image_bytes, offset_y, offset_x, side, side, size, method)
+
+
+def center_crop_decoded(image, size, fraction, method="bilinear"):
+  """center_crop of an already decoded image (formats other than JPEG)."""
+  offset_y, offset_x, side = _center_window(tf.shape(image), fraction)
+  return _resize(image[offset_y:offset_y + side, offset_x:offset_x + side], size, method)
 
 
 def multi_crop_boxes(height, width, size, shorter_sides):

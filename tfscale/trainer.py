@@ -184,7 +184,7 @@ def compile_model(config, plan, num_classes: int):
   Horovod's wrapper is a new optimizer object (rebuilt from the config), so it is the one to build,
   checkpoint and broadcast."""
   model, renorm_clipping = build_model(config, num_classes)
-  optimizer = distributed.distributed_optimizer(create_optimizer(config, plan))
+  optimizer = distributed.distributed_optimizer(create_optimizer(config, plan), config.train.gradient_compression)
   optimizer.build(model.trainable_variables)
   loss, train_metrics = loss_and_metrics(config)
   model.compile(optimizer=optimizer, loss=loss, metrics=train_metrics)

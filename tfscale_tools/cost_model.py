@@ -172,7 +172,8 @@ def define_flags():
   flags.DEFINE_integer("ranks_per_node", None, "Ranks per node (default: the system's, else 2).")
   flags.DEFINE_integer("batch_per_rank", 32, "Images per rank per step.")
   flags.DEFINE_enum("model", "resnet50", list(GRADIENT_FLOATS), "Whose gradient is allreduced.")
-  flags.DEFINE_enum("wire", "fp32", ["fp32", "fp16"], "Gradient precision on the wire (fp16: Horovod compression).")
+  flags.DEFINE_enum("wire", "fp32", ["fp32", "fp16"], "Gradient precision on the wire (fp16: "
+                    "--config.train.gradient_compression=fp16, Horovod's fp16 compression).")
   flags.DEFINE_float("link_gbps", None, "Node link bandwidth, Gbit/s each direction (overrides the system's).")
   flags.DEFINE_float("latency_us", None, "Per-message latency α, µs (overrides the system's).")
   flags.DEFINE_enum("algorithm", "halving_doubling", ["halving_doubling", "ring"], "Inter-node allreduce.")

@@ -1,0 +1,118 @@
+r"""Where tfscale's training step spends its time: the TensorFlow profiler's op events, bucketed.
+
+  python -m tfscale_tools.profile_step [--models=resnet50 --batches=32 --dtypes=float32,mixed_bfloat16 --steps=4]
+
+For each dtype: tfscale's model, LARS and (with --horovod_wrapper) Horovod's optimizer wrapper on synthetic
+input, a few untimed steps, then --steps steps under `tf.profiler.experimental`. The host plane of the
+trace (xplane.pb) holds one event per executed op kernel, named "<op name>:<op type>"; their durations are
+summed per bucket: convolution/matmul, batch norm, elementwise, layout and casts, pooling, the optimizer
+update (ops under the optimizer's name scope), Horovod, input, other. With 2 inter-op threads ops overlap,
+so the buckets add up to more than the step's wall time; the table gives both.
+"""
+import collections
+import glob
+import os
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+import tfscale
+
+FLAGS = flags.FLAGS
+
+BUCKETS = (
+    ("Horovod", ("Horovod",)),
+    ("input", ("IteratorGetNext", "Iterator")),
+    ("conv / matmul", ("Conv2D", "MatMul", "Conv3D", "DepthwiseConv")),
+    ("batch norm", ("BatchNorm",)),
+    ("layout / casts", ("Cast", "Transpose", "ToTf", "Reshape", "Pad", "Identity", "ConcatV2", "Slice")),
+    ("pooling", ("Pool",)),
+    ("elementwise", ("Relu", "Add", "Mul", "Sub", "Div", "Sqrt", "Square", "Neg", "Maximum", "Minimum", "Select",
+                     "Sum", "Mean", "BiasAdd", "Softmax", "Log", "Exp", "Equal", "Greater", "Less", "Sign", "Tile",
+                     "Fill", "ZerosLike", "OnesLike", "Prod", "ArgMax", "Pow", "Reciprocal", "Norm", "Abs")),
+)
+
+
+def bucket_of(name: str, op_type: str, optimizer_scopes) -> str:
+  if any(scope in name for scope in optimizer_scopes) or op_type.startswith(("ResourceApply", "Assign")):
+    return "optimizer update"
+  for bucket, needles in BUCKETS:
+    if any(needle in op_type for needle in needles):
+      return bucket
+  return "other (host, variables, control)"
+
+
+def op_times(logdir: str, optimizer_scopes) -> dict:
+  """Seconds per bucket summed over the op events of the host plane."""
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+  totals = collections.Counter()
+  for path in glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")):
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+      space.ParseFromString(f.read())
+    for plane in space.planes:
+      if not plane.name.startswith("/host:CPU"):
+        continue
+      for line in plane.lines:
+        for event in line.events:
+          name = plane.event_metadata[event.metadata_id].name
+          if ":" not in name or name.startswith(("EagerExecute", "ExecutorState", "FunctionRun", "tf_")):
+            continue
+          op_name, op_type = name.rsplit(":", 1)
+          totals[bucket_of(op_name, op_type, optimizer_scopes)] += event.duration_ps / 1e12
+  return totals
+
+
+def profile(model_name: str, batch: int, dtype: str) -> tuple:
+  """(bucket seconds per step, wall seconds per step)."""
+  import tf_keras
+  import tensorflow as tf
+  from tfscale_tools import bench
+  tf_keras.backend.clear_session()
+  tf_keras.mixed_precision.set_global_policy(dtype)
+  model, dataset = bench._tfscale_model(model_name, batch)
+  model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
+  logdir = tempfile.mkdtemp(prefix="tfscale-profile-")
+  tf.profiler.experimental.start(logdir)
+  start = time.perf_counter()
+  model.fit(dataset, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
+  wall = (time.perf_counter() - start) / FLAGS.steps
+  tf.profiler.experimental.stop()
+  scopes = [model.optimizer.name, type(model.optimizer).__name__, "LARS", "SGD"]
+  return {k: v / FLAGS.steps for k, v in op_times(logdir, scopes).items()}, wall
+
+
+def main(argv):
+  del argv
+  tfscale.quiet_tensorflow_import()
+  from tfscale import distributed
+  distributed.init()
+  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  names = [b for b, _ in BUCKETS[2:]] + ["optimizer update", BUCKETS[0][0], BUCKETS[1][0],
+                                          "other (host, variables, control)"]
+  results = {}
+  for dtype in FLAGS.dtypes:
+    for batch in map(int, FLAGS.batches):
+      results[(dtype, batch)] = profile(FLAGS.models[0], batch, dtype)
+      print(f"{dtype} batch {batch}: {results[(dtype, batch)]}", file=sys.stderr)
+  print(f"\n{FLAGS.models[0]}, {FLAGS.steps} profiled steps after 3, synthetic input, "
+        f"{'with' if FLAGS.horovod_wrapper else 'without'} the Horovod wrapper, {os.cpu_count()} cores; "
+        "seconds of op time per step (share of all op time)\n")
+  columns = list(results)
+  print("| bucket | " + " | ".join(f"{d} b{b}" for d, b in columns) + " |\n|---|" + "---:|" * len(columns))
+  for name in names:
+    cells = []
+    for key in columns:
+      buckets, _ = results[key]
+      total = sum(buckets.values()) or 1
+      cells.append(f"{buckets.get(name, 0):.3f} ({100 * buckets.get(name, 0) / total:.0f} %)")
+    print(f"| {name} | " + " | ".join(cells) + " |")
+  print("| **all ops** | " + " | ".join(f"{sum(results[k][0].values()):.3f}" for k in columns) + " |")
+  print("| **wall time per step** | " + " | ".join(f"{results[k][1]:.3f}" for k in columns) + " |")
+
+
+if __name__ == "__main__":
+  from tfscale_tools import bench  # noqa: F401  (its flags: --models, --batches, --dtypes, --steps, threads)
+  app.run(main)
