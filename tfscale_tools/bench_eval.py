@@ -21,14 +21,12 @@ import time
 from absl import app, flags
 
 import tfscale
+from tfscale_tools import bench  # its flags too: --work_dir, --images (generated shards), --rounds
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "/tmp/tfscale-bench-eval", "Generated shards, runs and exports (kept).")
 flags.DEFINE_list("memory_images", ["2000", "20000"], "`memory`: validation split sizes.")
 flags.DEFINE_integer("members", 3, "Ensemble members.")
 flags.DEFINE_integer("eval_images", 64, "`throughput`: validation images evaluated per contender.")
-flags.DEFINE_integer("images", 3000, "`throughput`/`export`: generated ImageNet-sized training images (shards).")
-flags.DEFINE_integer("rounds", 2, "Alternating rounds.")
 flags.DEFINE_string("child", "", "Internal: the run to measure in this process (prints JSON).")
 flags.DEFINE_string("child_data", "", "Internal: the child's data directory.")
 
@@ -138,8 +136,7 @@ def main(argv):
 
 def imagenet_run(members: int) -> tuple:
   """(workdir, data dir): generated ImageNet-sized shards and a run of `members` random ResNet-50s."""
-  from tfscale_tools.bench import imagenet_like_shards
-  data = imagenet_like_shards(FLAGS.work_dir, FLAGS.images)
+  data = bench.imagenet_like_shards(FLAGS.work_dir, FLAGS.images)
   workdir = os.path.join(FLAGS.work_dir, f"resnet50-{members}")
   if not os.path.exists(os.path.join(workdir, "snapshots.json")):
     random_run(workdir, "resnet50", 10, 224, data, members)

@@ -44,6 +44,9 @@ def bucket_of(name: str, op_type: str, optimizer_scopes) -> str:
   return "other (host, variables, control)"
 
 
+OTHER = collections.Counter()  # op types of the "other" bucket, for the report
+
+
 def op_times(logdir: str, optimizer_scopes) -> dict:
   """Seconds per bucket summed over the op events of the host plane."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -61,7 +64,13 @@ def op_times(logdir: str, optimizer_scopes) -> dict:
           if ":" not in name or name.startswith(("EagerExecute", "ExecutorState", "FunctionRun", "tf_")):
             continue
           op_name, op_type = name.rsplit(":", 1)
-          totals[bucket_of(op_name, op_type, optimizer_scopes)] += event.duration_ps / 1e12
+          op_type = op_type.strip()
+          if op_type.startswith("__inference") or op_type == "Run":  # the whole step, around the ops
+            continue
+          bucket = bucket_of(op_name, op_type, optimizer_scopes)
+          totals[bucket] += event.duration_ps / 1e12
+          if bucket.startswith("other"):
+            OTHER[op_type] += event.duration_ps / 1e12
   return totals
 
 
@@ -97,6 +106,8 @@ def main(argv):
     for batch in map(int, FLAGS.batches):
       results[(dtype, batch)] = profile(FLAGS.models[0], batch, dtype)
       print(f"{dtype} batch {batch}: {results[(dtype, batch)]}", file=sys.stderr)
+      print("largest 'other' op types:", OTHER.most_common(8), file=sys.stderr)
+      OTHER.clear()
   print(f"\n{FLAGS.models[0]}, {FLAGS.steps} profiled steps after 3, synthetic input, "
         f"{'with' if FLAGS.horovod_wrapper else 'without'} the Horovod wrapper, {os.cpu_count()} cores; "
         "seconds of op time per step (share of all op time)\n")
