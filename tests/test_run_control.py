@@ -98,6 +98,7 @@ def test_one_live_run_per_workdir_and_the_hold_ends_with_the_run(digits_shards, 
     assert len(lines) == 1 and f"pid {holder['pid']}" in lines[0] and f"host {holder['host']}" in lines[0], lines
   finally:
     kill_tree(job)  # SIGKILL: the hold must end with the process, no cleanup
+  wait_for(lambda: not processes_of(workdir), 30, "the killed ranks to be gone")
   take = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {REPO!r}); from tfscale import "
                          f"run_control; run_control.hold_workdir({str(workdir)!r}); print('held')"],
                         capture_output=True, text=True, timeout=60)
