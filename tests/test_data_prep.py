@@ -113,6 +113,7 @@ def test_distorted_digits_split_by_source_deterministic_and_counted(tmp_path):
   report = digits.build(str(tmp_path / "a"), task="distorted", train_copies=1, val_copies=2)
   again = digits.build(str(tmp_path / "b"), task="distorted", train_copies=1, val_copies=2)
   tune = digits.build(str(tmp_path / "t"), task="distorted", train_copies=1, val_copies=2, holdout="tune")
+  assert again == report
   train, val = set(report["sources"]["train"]), set(report["sources"]["val"])
   assert not train & val and len(train | val) == 1797
   assert len(val) == 539 and report["val"] == 2 * 539 and report["train"] == 1797 - 539

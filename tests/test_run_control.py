@@ -77,7 +77,7 @@ def test_sigterm_to_horovodrun_leaves_no_training_process_within_30_seconds(digi
     signalled = time.time()
     wait_for(lambda: not processes_of(workdir), 30, "every process of the run to end")
     print(f"all gone {time.time() - signalled:.1f} s after SIGTERM to horovodrun")
-    output = job.communicate(timeout=30)[0]
+    job.communicate(timeout=30)
   finally:
     kill_tree(job)
   assert tf_latest(workdir) is not None

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from conftest import REPO
 from test_resilience import wait_for

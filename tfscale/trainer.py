@@ -5,7 +5,6 @@ calls it. Every function here is a function of `config` (and the rank world that
 """
 import dataclasses
 import logging as std_logging
-import sys
 from typing import List
 
 import numpy as np

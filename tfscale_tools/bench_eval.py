@@ -148,7 +148,6 @@ def bench_throughput():
   tf = tfscale.quiet_tensorflow_import()
   from tfscale import datasets, input_pipeline, metrics
   from tfscale import workdir as workdir_files
-  from tfscale import config_base, ensemble
   workdir, data = imagenet_run(FLAGS.members)
   config, snapshots = workdir_files.read_run(workdir)
   models = [workdir_files.load_snapshot(workdir, s) for s in snapshots]
