@@ -10,14 +10,8 @@ import time
 import pytest
 
 from conftest import REPO, run_module
-from test_resilience import (expected_snapshots, horovodrun_train, kill_tree, tf_latest, training_workers,
-                             wait_for)
-
-
-def epochs_done(workdir) -> int:
-  sys.path.insert(0, REPO)
-  from tfscale import workdir as workdir_files
-  return len(workdir_files.read_metrics(str(workdir)))
+from test_resilience import (epochs_done, expected_snapshots, horovodrun_train, kill_tree, tf_latest,
+                             training_workers, wait_for)
 
 
 def processes_of(workdir) -> list:

@@ -8,13 +8,8 @@ import subprocess
 import sys
 
 from conftest import REPO
-from test_resilience import wait_for
+from test_resilience import epochs_done, wait_for
 from tfscale import schedules
-
-
-def epochs_done(workdir) -> int:
-  path = os.path.join(workdir, "metrics.jsonl")
-  return sum(1 for line in open(path) if line.strip()) if os.path.exists(path) else 0
 
 FAKE_MPIRUN = """#!/bin/bash
 # Runs the rank command (what follows cpu_env.sh N --) as one process in place of mpirun's ranks.
