@@ -20,12 +20,30 @@
 #   KMP_AFFINITY, KMP_BLOCKTIME  Intel OpenMP runtime only: inert with the stock wheel, right for OpenMP
 #                           builds (threads pinned compactly, and 1 ms spinning after a parallel region so
 #                           the next op finds them awake without starving the input pipeline's threads).
+#   LD_PRELOAD              only when TFSCALE_MALLOC=jemalloc or tcmalloc asks for that allocator (Debian's
+#                           libjemalloc2 / libtcmalloc-minimal4, which scripts/install.sh and the images
+#                           carry). Off by default: on the 2-core development machine neither made the
+#                           ResNet-50 step faster (docs/BENCHMARKS.md, 2026-11-29); nodes with many threads per
+#                           rank are where glibc malloc's arenas are known to contend, so measure there.
 # An explicit `--config.train.intra_op_threads` / `inter_op_threads` still wins over this file.
 _tfscale_cores_per_rank() {
   # The rule lives in tfscale/cpu_cores.py (standard library only), which tfscale itself uses too.
   local here
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   "${TFSCALE_PYTHON:-python3}" "$here/../tfscale/cpu_cores.py" "${1:-}"
+}
+
+_tfscale_malloc() {
+  local library path
+  case ${TFSCALE_MALLOC:-system} in
+    system) return 0 ;;
+    jemalloc) library=libjemalloc.so.2 ;;
+    tcmalloc) library=libtcmalloc_minimal.so.4 ;;
+    *) echo "cpu_env.sh: TFSCALE_MALLOC must be system, jemalloc or tcmalloc, got '$TFSCALE_MALLOC'" >&2; return 2 ;;
+  esac
+  path=$(/sbin/ldconfig -p 2>/dev/null | awk -v lib="$library" '$1 == lib {print $NF; exit}')
+  [[ -n $path ]] || { echo "cpu_env.sh: TFSCALE_MALLOC=$TFSCALE_MALLOC but $library is not installed" >&2; return 2; }
+  export LD_PRELOAD=${LD_PRELOAD:+$LD_PRELOAD:}$path
 }
 
 _tfscale_cpu_env() {
@@ -37,6 +55,7 @@ _tfscale_cpu_env() {
   export OMP_NUM_THREADS=$cores
   export KMP_AFFINITY=granularity=fine,compact,1,0
   export KMP_BLOCKTIME=1
+  _tfscale_malloc
 }
 
 _tfscale_cpu_env_main() {
@@ -47,7 +66,8 @@ _tfscale_cpu_env_main() {
     --print)
       for name in TF_NUM_INTRAOP_THREADS TF_NUM_INTEROP_THREADS OMP_NUM_THREADS KMP_AFFINITY KMP_BLOCKTIME; do
         echo "export $name=${!name}"
-      done ;;
+      done
+      [[ ${TFSCALE_MALLOC:-system} == system ]] || echo "export LD_PRELOAD=$LD_PRELOAD" ;;
     --)
       shift
       (($#)) || { echo "cpu_env.sh: no command after --" >&2; return 2; }

@@ -22,8 +22,9 @@ extras=${TFSCALE_EXTRAS:+[$TFSCALE_EXTRAS]}
 
 say() { printf '[install] %s\n' "$*"; }
 
-# --- Debian packages: Open MPI for Horovod's MPI controller, a C++ toolchain and cmake to build it.
-debian_packages=(openmpi-bin libopenmpi-dev build-essential cmake git)
+# --- Debian packages: Open MPI for Horovod's MPI controller, a C++ toolchain and cmake to build it, and the
+# allocators scripts/cpu_env.sh preloads on request (TFSCALE_MALLOC=jemalloc|tcmalloc).
+debian_packages=(openmpi-bin libopenmpi-dev build-essential cmake git libjemalloc2 libtcmalloc-minimal4)
 if ! "$python" -c 'import sys, venv, ensurepip, sysconfig, os; sys.exit(not (sys.version_info[:2] == (3, 11) and os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")))' 2>/dev/null; then
   python=python3.11
   debian_packages+=(python3 python3-venv python3-dev)

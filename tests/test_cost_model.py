@@ -88,5 +88,10 @@ def test_cli_table_json_and_calibration(tmp_path):
                                                            for n in (1e4, 1e6, 1e7)]}))
   table = run_module("tfscale_tools.cost_model", "--nodes=2", f"--calibration={calibration}").stdout
   assert "α 50.00 µs, β 0.10 GB/s" in table
+  # A recipe's gradient_compression halves the bytes on the wire, as --wire=fp16 does; an explicit flag wins.
+  recipe = ("--nodes=2", "--config=configs/resnet50_i1k.py:448n", "--config.train.gradient_compression=fp16")
+  compressed = run_module("tfscale_tools.cost_model", *recipe).stdout
+  assert "resnet50 gradient 51.1 MB (fp16); 2 ranks/node × 16 images" in compressed
+  assert "gradient 102.2 MB (fp32)" in run_module("tfscale_tools.cost_model", *recipe, "--wire=fp32").stdout
   published = run_module("tfscale_tools.cost_model", "--published").stdout
   assert "512 SKX nodes" in published and "768 KNL nodes" in published

@@ -103,6 +103,13 @@ def test_cpu_env_threads_follow_the_cores_of_the_rank():
   assert cpu_env()["TF_NUM_INTRAOP_THREADS"] == str(all_cores)
   assert cpu_env(env={"OMPI_COMM_WORLD_LOCAL_SIZE": "2"})["TF_NUM_INTRAOP_THREADS"] == str(max(1, all_cores // 2))
   assert cpu_env(env={"SLURM_NTASKS_PER_NODE": "2(x64)"})["TF_NUM_INTRAOP_THREADS"] == str(max(1, all_cores // 2))
+  # An allocator on request (scripts/install.sh installs both); none by default.
+  assert "LD_PRELOAD" not in cpu_env("4")
+  assert cpu_env("4", env={"TFSCALE_MALLOC": "jemalloc"})["LD_PRELOAD"].endswith("/libjemalloc.so.2")
+  assert cpu_env("4", env={"TFSCALE_MALLOC": "tcmalloc"})["LD_PRELOAD"].endswith("/libtcmalloc_minimal.so.4")
+  wrong = subprocess.run([CPU_ENV, "4", "--print"], capture_output=True, text=True, timeout=30,
+                         env={**MINIMAL_ENV, "TFSCALE_MALLOC": "hoard"})
+  assert wrong.returncode == 2 and "TFSCALE_MALLOC must be" in wrong.stderr
   # A rank that the launcher bound to one CPU gets one thread, whatever the node has.
   bound = subprocess.run(["taskset", "-c", "0", CPU_ENV, "--print"], capture_output=True, text=True, timeout=30,
                          env=MINIMAL_ENV).stdout

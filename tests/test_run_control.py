@@ -51,7 +51,9 @@ def test_signal_stops_every_rank_at_one_checkpointed_step_and_the_rerun_finishes
   step = int(lines[0].split("stopped at step ")[1].split()[0])
   assert lines[0].endswith(f"stopped at step {step} by {name}; rerun the same command to resume")
   assert "exit code: 75" in output or "exited with code 75" in output or job.returncode != 0
-  assert tf_latest(workdir).endswith(f"ckpt-{step}") and step % 22  # the exact step, mid-epoch
+  # The exact step of the stop (checkpoints are otherwise per epoch). Not asserted mid-epoch: a digits
+  # step takes tens of ms, so the stop lands on an epoch's last step about one run in 22 (a flaky test).
+  assert tf_latest(workdir).endswith(f"ckpt-{step}")
   rerun = horovodrun_train(workdir, digits_shards, "--gloo")
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]

@@ -136,9 +136,9 @@ class EpochEnd(tf_keras.callbacks.Callback):
     seconds_per_step = logs["epoch_seconds"] / max(step - self.start_step, 1)
     eta = max(self.plan.total_steps - step, 0) * seconds_per_step
     shown = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "top1", "top5", "val_top1", "val_top5") if k in logs)
-    logging.info("epoch %d/%d [%s] step %d  %s  lr %.4g wd %.2g  %.0f images/s  elapsed %s eta %s", epoch + 1,
+    logging.info("epoch %d/%d [%s] step %d  %s  lr %.4g wd %.2g  %s images/s  elapsed %s eta %s", epoch + 1,
                  -(-self.plan.total_steps // self.plan.steps_per_epoch), phase, step, shown, logs["lr"],
-                 logs["weight_decay"], logs["images_per_second"], _clock(elapsed), _clock(eta))
+                 logs["weight_decay"], _rate(logs["images_per_second"]), _clock(elapsed), _clock(eta))
     if self.writer is None:
       self.writer = tf.summary.create_file_writer(workdir_files.path(self.workdir, workdir_files.TENSORBOARD))
     with self.writer.as_default(step=step):
@@ -159,6 +159,11 @@ class EpochEnd(tf_keras.callbacks.Callback):
       plots.plot_training(workdir_files.read_metrics(self.workdir), self.plan,
                           workdir_files.path(self.workdir, workdir_files.TRAINING_PLOT))
       self.last_plot = time.perf_counter()
+
+
+def _rate(images_per_second: float) -> str:
+  """At least three significant digits (a CPU rank's 11.3 images/s would read 11 as a whole number)."""
+  return f"{images_per_second:.3g}" if images_per_second < 100 else f"{images_per_second:.0f}"
 
 
 def _clock(seconds: float) -> str:

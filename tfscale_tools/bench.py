@@ -45,12 +45,21 @@ flags.DEFINE_list("batches", ["32", "64"], "Batch sizes for `model`.")
 flags.DEFINE_integer("num_classes", 1000, "Classifier width for `model` (21841 for the ImageNet-22K head).")
 flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline (0: its pool size).")
 flags.DEFINE_bool("bare", True, "`model`: also time the bare tf_keras ResNet50 (off in `knobs` children).")
-flags.DEFINE_enum("optimizer", "lars", ["lars", "sgd"], "`model`: tfscale's LARS or tf_keras momentum SGD.")
+flags.DEFINE_enum("optimizer", "lars", ["lars", "lars-fused", "sgd"], "`model`: tfscale's LARS, the fused LARS "
+                  "attempt (bench_lars_fused.py), or tf_keras momentum SGD.")
 flags.DEFINE_bool("horovod_wrapper", True, "`model`: wrap the optimizer in hvd.DistributedOptimizer (1 rank).")
 flags.DEFINE_bool("jit_compile", False, "`model`: compile the training step with XLA.")
 flags.DEFINE_integer("intra_op_threads", 0, "`model`: TF intra-op threads (0: tfscale's default, the cores).")
 flags.DEFINE_integer("inter_op_threads", 0, "`model`: TF inter-op threads (0: tfscale's default).")
 flags.DEFINE_bool("gemm_ceiling", True, "`model`: measure the matmul ceiling first (off in weak-scaling children).")
+flags.DEFINE_integer("steps_per_execution", 1, "`model`: training steps per tf.function call (Keras compile).")
+flags.DEFINE_enum("gradient_compression", "none", ["none", "fp16"], "`model`: the Horovod wrapper's wire dtype "
+                  "(train.gradient_compression).")
+flags.DEFINE_bool("grappler_bf16", False, "`model`: mixed_bfloat16 rows by grappler's oneDNN auto-mixed-precision "
+                  "on the fp32 model instead of the Keras policy.")
+flags.DEFINE_enum("data_format", "channels_last", ["channels_last", "channels_first"], "`model`: tfscale's model "
+                  "in NHWC or NCHW (the input stays NHWC uint8; the model transposes it once).")
+LIB = "/usr/lib/x86_64-linux-gnu"
 # CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
 KNOBS = {
     "default": ("tfscale's defaults (intra-op = cores, inter-op 2, LARS, Horovod wrapper)", [], {}),
@@ -63,7 +72,25 @@ KNOBS = {
     "onednn-off": ("TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels)", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "sgd": ("tf_keras momentum SGD instead of LARS", ["--optimizer=sgd"], {}),
     "no-wrapper": ("no hvd.DistributedOptimizer wrapper", ["--nohorovod_wrapper"], {}),
+    "jemalloc": ("jemalloc (Debian libjemalloc2, LD_PRELOAD)", [], {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2"}),
+    "jemalloc-retain": ("jemalloc keeping freed pages (MALLOC_CONF dirty/muzzy decay off, background thread)", [],
+                        {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2",
+                         "MALLOC_CONF": "background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"}),
+    "tcmalloc": ("tcmalloc (Debian libtcmalloc-minimal4, LD_PRELOAD)", [],
+                 {"LD_PRELOAD": f"{LIB}/libtcmalloc_minimal.so.4"}),
+    "spe4": ("4 steps per tf.function call (steps_per_execution=4)", ["--steps_per_execution=4"], {}),
+    "lars-fused": ("LARS with the step's scalars looked up once and one ApplyMomentum kernel per variable",
+                   ["--optimizer=lars-fused"], {}),
+    "grappler-bf16": ("bf16 by grappler's oneDNN auto-mixed-precision rewrite instead of the Keras policy",
+                      ["--grappler_bf16"], {}),
+    "2x32": ("2 ranks × batch 32, 1 core each (horovodrun; node images/s): the other side of b64 at equal "
+             "global batch", ["--batches=32"], {}),
+    "nchw": ("channels first (NCHW) instead of NHWC", ["--data_format=channels_first"], {}),
+    "b64": ("per-rank batch 64 instead of 32 (same images per node-step when 2 ranks × 32 become 1 × 64)",
+            ["--batches=64"], {}),
 }
+# Knobs whose child runs under a launcher (their node images/s is every rank's).
+KNOB_LAUNCHERS = {"2x32": ["horovodrun", "-np", "2", "-H", "localhost:2", "--gloo"]}
 flags.DEFINE_list("knobs", list(KNOBS), "`knobs`: settings to compare, each against 'default' (names of KNOBS).")
 flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfscale's default, 1 per 16 cores; "
                      "`pipeline` measures peak throughput, so give it the cores: --threads=2).")
@@ -166,9 +193,12 @@ class _StepClock(tf_keras.callbacks.Callback):
 
 def _timed_fit(model, dataset, steps) -> tuple:
   """(wall seconds, process CPU seconds) per step over `steps` steps, timed from the end of one untimed
-  first step (iterator start-up, shuffle-buffer fill and tracing stay out of the per-step numbers)."""
+  first call (iterator start-up, shuffle-buffer fill and tracing stay out of the per-step numbers). With
+  k steps per execution Keras ends a batch every k steps: `steps` is rounded up to a multiple of k."""
+  k = model._steps_per_execution.numpy().item() if model._steps_per_execution is not None else 1
+  steps = -(-steps // k) * k
   clock = _StepClock()
-  model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[clock])
+  model.fit(dataset, steps_per_epoch=steps + k, epochs=1, verbose=0, callbacks=[clock])
   return (clock.ends[-1] - clock.ends[0]) / steps, (clock.cpu[-1] - clock.cpu[0]) / steps
 
 
@@ -244,16 +274,21 @@ def _tfscale_model(name, batch):
   from tfscale import input_pipeline
   from tfscale.lars import LARS, StepTable
   from tfscale.models import create_model
+  tf_keras.backend.set_image_data_format(FLAGS.data_format)
   model = create_model(name, FLAGS.num_classes, 224)
   if FLAGS.optimizer == "lars":
     optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
+  elif FLAGS.optimizer == "lars-fused":
+    from tfscale_tools.bench_lars_fused import FusedLARS
+    optimizer = FusedLARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
   else:
     optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
   if FLAGS.horovod_wrapper:  # with one rank the library does not wrap; the wrapper's cost is what is timed
     import horovod.tensorflow.keras as hvd_keras
-    optimizer = hvd_keras.DistributedOptimizer(optimizer)
+    from tfscale.distributed import GRADIENT_COMPRESSION
+    optimizer = hvd_keras.DistributedOptimizer(optimizer, compression=GRADIENT_COMPRESSION[FLAGS.gradient_compression])
   model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=FLAGS.jit_compile)
+                jit_compile=FLAGS.jit_compile, steps_per_execution=FLAGS.steps_per_execution)
   return model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes)
 
 
@@ -286,7 +321,11 @@ def bench_model():
   for dtype in FLAGS.dtypes:
     for batch in map(int, FLAGS.batches):
       tf_keras.backend.clear_session()
-      tf_keras.mixed_precision.set_global_policy(dtype)
+      # --grappler_bf16: bf16 from grappler's oneDNN auto-mixed-precision rewrite of the fp32 graph (its own
+      # cast and op placement) instead of the Keras policy's per-layer casts.
+      grappler = FLAGS.grappler_bf16 and dtype == "mixed_bfloat16"
+      tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": grappler})
+      tf_keras.mixed_precision.set_global_policy("float32" if grappler else dtype)
       # Every contender is built once and timed once per round, the order alternating between rounds.
       contenders = {BARE: _bare_resnet50(batch)} if FLAGS.bare else {}
       contenders.update({name: _tfscale_model(name, batch) for name in FLAGS.models})
@@ -379,18 +418,20 @@ def bench_knobs():
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
       _, argv, env = KNOBS[knob]
       try:
-        rows = bench_comm.run_child([sys.executable, "-m", "tfscale_tools.bench", "model", *common, *argv], env)
+        rows = bench_comm.run_child([*KNOB_LAUNCHERS.get(knob, []), sys.executable, "-m", "tfscale_tools.bench",
+                                     "model", *common, *argv], env)
       except RuntimeError as error:
         print(f"round {round_ + 1}: {knob}: failed\n{error}", file=sys.stderr)
         rates[knob].append({})
         continue
-      rates[knob].append({(r["model"], r["dtype"], str(r["batch"])): r["images_per_second"] for r in rows})
+      # Keyed without the batch (a knob may change it); node images/s (a knob may change the ranks).
+      rates[knob].append({(r["model"], r["dtype"]): r["images_per_second"] * r.get("ranks", 1) for r in rows})
       print(f"round {round_ + 1}: {knob}: " + ", ".join(f"{'/'.join(k)} {v:.2f}" for k, v in rates[knob][-1].items()),
             file=sys.stderr)
   keys = sorted({k for runs in rates["default"] for k in runs})
-  print(f"\nimages/s of tfscale's training step (synthetic input), median of {FLAGS.rounds} rounds of child processes; "
-        f"× default = median of per-round ratios\n")
-  print("| knob | " + " | ".join(f"{m} {d} b{b}" for m, d, b in keys) + " |\n|---|" + "---:|" * len(keys))
+  print(f"\nimages/s of tfscale's training step (synthetic input, batch {','.join(FLAGS.batches)} unless the knob "
+        f"says otherwise), median of {FLAGS.rounds} rounds of child processes; × default = median of per-round ratios\n")
+  print("| knob | " + " | ".join(f"{m} {d}" for m, d in keys) + " |\n|---|" + "---:|" * len(keys))
   for knob in knobs:
     cells = []
     for key in keys:

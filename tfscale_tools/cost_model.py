@@ -22,6 +22,7 @@ import json
 import math
 
 from absl import app, flags
+from ml_collections import config_flags
 
 from tfscale.datasets import PUBLISHED_TRAIN_IMAGES
 
@@ -184,6 +185,21 @@ def define_flags():
   flags.DEFINE_string("calibration", None, "JSON of `bench comm_worker --comm_sizes=…`: fit α and β to its sweep.")
   flags.DEFINE_bool("published", False, "Predict the seed paper's published points and compare.")
   flags.DEFINE_bool("json", False, "Print the predictions as JSON lines instead of a table.")
+  config_flags.DEFINE_config_file("config", None, "A recipe (as for tfscale.train, --config.* overrides too): its "
+                                  "model.name, train.batch_per_rank and train.gradient_compression are the defaults of "
+                                  "--model, --batch_per_rank and --wire.", lock_config=False)
+
+
+def job_settings() -> dict:
+  """--model, --batch_per_rank and --wire; those not given on the command line come from --config's recipe."""
+  settings = {"model": FLAGS.model, "batch_per_rank": FLAGS.batch_per_rank, "wire": FLAGS.wire}
+  if FLAGS.config is not None:
+    recipe = {"model": FLAGS.config.model.name, "batch_per_rank": FLAGS.config.train.batch_per_rank,
+              "wire": "fp16" if FLAGS.config.train.gradient_compression == "fp16" else "fp32"}
+    settings.update({name: value for name, value in recipe.items() if not FLAGS[name].present})
+  if settings["model"] not in GRADIENT_FLOATS:
+    raise app.UsageError(f"no gradient size for model {settings['model']!r} (known: {', '.join(GRADIENT_FLOATS)})")
+  return settings
 
 
 def network_from_flags() -> Network:
@@ -213,8 +229,9 @@ def main(argv):
     return
   network = network_from_flags()
   ranks_per_node = FLAGS.ranks_per_node or (SYSTEMS[FLAGS.system]["ranks_per_node"] if FLAGS.system else 2)
-  gradient_bytes = GRADIENT_FLOATS[FLAGS.model] * (4 if FLAGS.wire == "fp32" else 2)
-  rows = [predict(Job(nodes=int(n), ranks_per_node=ranks_per_node, batch_per_rank=FLAGS.batch_per_rank,
+  job = job_settings()
+  gradient_bytes = GRADIENT_FLOATS[job["model"]] * (4 if job["wire"] == "fp32" else 2)
+  rows = [predict(Job(nodes=int(n), ranks_per_node=ranks_per_node, batch_per_rank=job["batch_per_rank"],
                       node_images_per_second=FLAGS.node_images_per_second, gradient_bytes=gradient_bytes,
                       overlap=FLAGS.overlap, epochs=FLAGS.epochs, train_images=FLAGS.dataset_images), network)
           for n in FLAGS.nodes]
@@ -222,8 +239,8 @@ def main(argv):
     for row in rows:
       print(json.dumps(row))
     return
-  print(f"{FLAGS.model} gradient {gradient_bytes / 1e6:.1f} MB ({FLAGS.wire}); {ranks_per_node} ranks/node × "
-        f"{FLAGS.batch_per_rank} images; node {FLAGS.node_images_per_second:g} img/s alone; α "
+  print(f"{job['model']} gradient {gradient_bytes / 1e6:.1f} MB ({job['wire']}); {ranks_per_node} ranks/node × "
+        f"{job['batch_per_rank']} images; node {FLAGS.node_images_per_second:g} img/s alone; α "
         f"{1e6 * network.alpha_seconds:.2f} µs, β {network.beta_bytes_per_second / 1e9:.2f} GB/s, "
         f"{network.algorithm}, overlap {FLAGS.overlap:g}; {FLAGS.epochs:g} epochs of {FLAGS.dataset_images:,} images\n")
   print("| nodes | global batch | compute s | allreduce s | exposed s | step s | images/s | efficiency | "

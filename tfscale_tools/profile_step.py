@@ -1,13 +1,15 @@
 r"""Where tfscale's training step spends its time: the TensorFlow profiler's op events, bucketed.
 
   python -m tfscale_tools.profile_step [--models=resnet50 --batches=32 --dtypes=float32,mixed_bfloat16 --steps=4]
+                                       [--input=synthetic|shards]
 
 For each dtype: tfscale's model, LARS and (with --horovod_wrapper) Horovod's optimizer wrapper on synthetic
-input, a few untimed steps, then --steps steps under `tf.profiler.experimental`. The host plane of the
+input or the real input pipeline, a few untimed steps, then --steps steps under `tf.profiler.experimental`. The host plane of the
 trace (xplane.pb) holds one event per executed op kernel, named "<op name>:<op type>"; their durations are
 summed per bucket: convolution/matmul, batch norm, elementwise, layout and casts, pooling, the optimizer
 update (ops under the optimizer's name scope), Horovod, input, other. With 2 inter-op threads ops overlap,
-so the buckets add up to more than the step's wall time; the table gives both.
+so the buckets add up to more than the step's wall time; the table gives both, and the time during which no
+op ran at all (host work between ops).
 """
 import collections
 import glob
@@ -24,7 +26,8 @@ FLAGS = flags.FLAGS
 
 BUCKETS = (
     ("Horovod", ("Horovod",)),
-    ("input", ("IteratorGetNext", "Iterator")),
+    ("input", ("Iterator", "Decode", "ParseExample", "ParseSingleExample", "Resize", "SampleDistortedBoundingBox",
+               "TFRecord", "ParallelMap", "MapAndBatch", "Prefetch", "Shuffle", "Interleave", "StatelessRandom")),
     ("conv / matmul", ("Conv2D", "MatMul", "Conv3D", "DepthwiseConv")),
     ("batch norm", ("BatchNorm",)),
     ("layout / casts", ("Cast", "Transpose", "ToTf", "Reshape", "Pad", "Identity", "ConcatV2", "Slice")),
@@ -47,10 +50,26 @@ def bucket_of(name: str, op_type: str, optimizer_scopes) -> str:
 OTHER = collections.Counter()  # op types of the "other" bucket, for the report
 
 
+flags.DEFINE_enum("input", "synthetic", ["synthetic", "shards"], "Synthetic tensors, or tfscale's input pipeline "
+                  "on bench's generated ImageNet-sized shards (--images of them).")
+
+
+def union_seconds(intervals) -> float:
+  """Seconds during which at least one of the (start, end) picosecond intervals is running."""
+  total, end = 0, None
+  for start, stop in sorted(intervals):
+    if end is None or start > end:
+      total, end = total + stop - start, stop
+    elif stop > end:
+      total, end = total + stop - end, stop
+  return total / 1e12
+
+
 def op_times(logdir: str, optimizer_scopes) -> dict:
-  """Seconds per bucket summed over the op events of the host plane."""
+  """Seconds per bucket summed over the op events of the host plane, and under "busy" the time during which
+  any op ran (what is left of the wall time is host work between ops: dispatch, Python, callbacks)."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2
-  totals = collections.Counter()
+  totals, intervals = collections.Counter(), []
   for path in glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")):
     space = xplane_pb2.XSpace()
     with open(path, "rb") as f:
@@ -69,8 +88,11 @@ def op_times(logdir: str, optimizer_scopes) -> dict:
             continue
           bucket = bucket_of(op_name, op_type, optimizer_scopes)
           totals[bucket] += event.duration_ps / 1e12
+          start = line.timestamp_ns * 1000 + event.offset_ps
+          intervals.append((start, start + event.duration_ps))
           if bucket.startswith("other"):
             OTHER[op_type] += event.duration_ps / 1e12
+  totals["busy"] = union_seconds(intervals)
   return totals
 
 
@@ -82,6 +104,10 @@ def profile(model_name: str, batch: int, dtype: str) -> tuple:
   tf_keras.backend.clear_session()
   tf_keras.mixed_precision.set_global_policy(dtype)
   model, dataset = bench._tfscale_model(model_name, batch)
+  if FLAGS.input == "shards":
+    from tfscale import datasets, input_pipeline
+    info = datasets.load(bench.imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
+    dataset = input_pipeline.train_dataset(info, bench._imagenet_data_config(info.data_dir), batch)
   model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
   logdir = tempfile.mkdtemp(prefix="tfscale-profile-")
   tf.profiler.experimental.start(logdir)
@@ -108,7 +134,7 @@ def main(argv):
       print(f"{dtype} batch {batch}: {results[(dtype, batch)]}", file=sys.stderr)
       print("largest 'other' op types:", OTHER.most_common(8), file=sys.stderr)
       OTHER.clear()
-  print(f"\n{FLAGS.models[0]}, {FLAGS.steps} profiled steps after 3, synthetic input, "
+  print(f"\n{FLAGS.models[0]}, {FLAGS.steps} profiled steps after 3, {FLAGS.input} input, "
         f"{'with' if FLAGS.horovod_wrapper else 'without'} the Horovod wrapper, {os.cpu_count()} cores; "
         "seconds of op time per step (share of all op time)\n")
   columns = list(results)
@@ -117,11 +143,16 @@ def main(argv):
     cells = []
     for key in columns:
       buckets, _ = results[key]
-      total = sum(buckets.values()) or 1
+      total = sum(v for k, v in buckets.items() if k != "busy") or 1
       cells.append(f"{buckets.get(name, 0):.3f} ({100 * buckets.get(name, 0) / total:.0f} %)")
     print(f"| {name} | " + " | ".join(cells) + " |")
-  print("| **all ops** | " + " | ".join(f"{sum(results[k][0].values()):.3f}" for k in columns) + " |")
+  print("| **all ops** | " + " | ".join(f"{sum(v for n, v in results[k][0].items() if n != 'busy'):.3f}"
+                                      for k in columns) + " |")
   print("| **wall time per step** | " + " | ".join(f"{results[k][1]:.3f}" for k in columns) + " |")
+  print("| **some op running** | " + " | ".join(f"{results[k][0]['busy']:.3f}" for k in columns) + " |")
+  print("| **no op running (host between ops)** | " + " | ".join(
+      f"{results[k][1] - results[k][0]['busy']:.3f} ({100 * (1 - results[k][0]['busy'] / results[k][1]):.0f} %)"
+      for k in columns) + " |")
 
 
 if __name__ == "__main__":

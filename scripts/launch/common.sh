@@ -110,7 +110,7 @@ launch_mpirun_command() {
   fi
   # Remote ranks do not inherit the launching shell's environment; these are the ones a venv needs.
   local name
-  for name in PATH LD_LIBRARY_PATH PYTHONPATH TFSCALE_VENV; do
+  for name in PATH LD_LIBRARY_PATH PYTHONPATH TFSCALE_VENV TFSCALE_MALLOC; do
     [[ -n ${!name:-} ]] && mpirun_command+=(-x "$name")
   done
   mpirun_command+=("${rank_command[@]}")

@@ -5,19 +5,23 @@
 #   2. the real training step of 2 hosts × 1 rank × 1 thread over that link, beside 1 rank alone
 #      (pinned to one core): the exposed communication, hence the overlap the planner should assume.
 #
-#   scripts/netns/bench.sh [--rates=1gbit,200mbit] [--out=runs/netns] [--steps=3] [--batch=16]
+#   3. with --compression=ROUNDS: only the training step of 2 hosts, fp32 and fp16 gradients on the wire
+#      (train.gradient_compression) in alternating order for ROUNDS rounds per link rate.
+#
+#   scripts/netns/bench.sh [--rates=1gbit,200mbit] [--out=runs/netns] [--steps=3] [--batch=16] [--compression=N]
 # Needs root and network namespaces; run it on an otherwise idle machine.
 set -euo pipefail
 dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$dir/../.." && pwd)
-rates=1gbit,200mbit out=$repo/runs/netns steps=3 batch=16
+rates=1gbit,200mbit out=$repo/runs/netns steps=3 batch=16 compression=0
 for arg; do
   case $arg in
     --rates=*) rates=${arg#*=} ;;
     --out=*) out=${arg#*=} ;;
     --steps=*) steps=${arg#*=} ;;
     --batch=*) batch=${arg#*=} ;;
-    *) echo "usage: bench.sh [--rates=R1,R2] [--out=DIR] [--steps=N] [--batch=B]" >&2; exit 2 ;;
+    --compression=*) compression=${arg#*=} ;;
+    *) echo "usage: bench.sh [--rates=R1,R2] [--out=DIR] [--steps=N] [--batch=B] [--compression=ROUNDS]" >&2; exit 2 ;;
   esac
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -28,6 +32,34 @@ sizes=4096,65536,1048576,4194304,16777216,67108864
 step=(-m tfscale_tools.bench model --models=resnet50 "--batches=$batch" --dtypes=float32 --nobare --rounds=1
       "--steps=$steps" --intra_op_threads=1 --inter_op_threads=1 --nogemm_ceiling)
 trap '"$dir/down.sh"' EXIT
+
+if ((compression)); then
+  for rate in ${rates//,/ }; do
+    "$dir/up.sh" --hosts=2 --rate="$rate"
+    for ((round = 1; round <= compression; round++)); do
+      wires=(none fp16)
+      ((round % 2)) || wires=(fp16 none)
+      for wire in "${wires[@]}"; do
+        echo "== $rate round $round: training step, 2 hosts × 1 rank × 1 thread, gradient_compression=$wire"
+        "$dir/mpirun.sh" -- "$repo/scripts/cpu_env.sh" 1 -- "$python" "${step[@]}" "--gradient_compression=$wire" \
+          "--result_file=$out/step-2hosts-$rate-$wire-$round.json" | grep -E '^\| resnet50'
+      done
+    done
+    "$dir/down.sh"
+  done
+  "$python" - "$out" "$rates" "$compression" <<'SUMMARY'
+import json, statistics, sys
+out, rates, rounds = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+for rate in rates:
+  rate_of = lambda wire, r: json.load(open(f"{out}/step-2hosts-{rate}-{wire}-{r}.json"))[0]["images_per_second"]
+  fp32 = [rate_of("none", r) for r in range(1, rounds + 1)]
+  fp16 = [rate_of("fp16", r) for r in range(1, rounds + 1)]
+  ratios = [b / a for a, b in zip(fp32, fp16)]
+  print(f"{rate}: fp32 wire {statistics.median(fp32):.3f}, fp16 wire {statistics.median(fp16):.3f} images/s per rank; "
+        f"fp16 ÷ fp32 {statistics.median(ratios):.3f} (rounds: {' '.join(f'{r:.3f}' for r in ratios)})")
+SUMMARY
+  exit 0
+fi
 
 echo "== 1 rank × 1 thread alone (core 0): the step without communication"
 taskset -c 0 "$python" "${step[@]}" "--result_file=$out/step-1rank.json" | grep -E '^\| resnet50'

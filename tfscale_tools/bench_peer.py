@@ -1,0 +1,186 @@
+r"""tfscale against its peer, TF Model Garden's ResNet-50, on the same shards (results: docs/BENCHMARKS.md).
+
+  python -m tfscale_tools.bench_peer [--dtypes=float32,mixed_bfloat16 --batch=32 --steps=10 --rounds=4]
+
+Model Garden (tf-models-official 2.18.0, pinned with tfscale's tensorflow 2.18.1 and tf_keras 2.18.0) is
+installed into its own virtualenv on first use (--peer_venv). Each round runs both contenders, one child
+process each, the order alternating between rounds, as their users run them:
+
+  Model Garden  python -m official.vision.train --experiment=resnet_imagenet --mode=train on the shards
+                (its ResNet-50 v1.5, SGD with its L2 loss, its tf.data pipeline with fused decode-and-crop,
+                TF's default threads), two loops of --steps steps; the rate is its own steps_per_second
+                summary of the second loop (the first traces the step).
+  tfscale       scripts/cpu_env.sh -- python -m tfscale.train with configs/resnet50_i1k_lars.py cut to one
+                epoch of --steps + 1 steps (tfscale_tools/bench_peer_config.py); the rate is the epoch's
+                steady-state images/s in metrics.jsonl (the first step excluded).
+
+Same shards (generated 500×375 JPEGs of 10 classes, a 10-way head on both), batch, dtype and step count. The table gives
+each contender's median images/s, the median of per-round ratios, and each child's peak resident memory.
+"""
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+from tfscale_tools import bench_comm
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("work_dir", "/tmp/tfscale-bench", "Generated JPEGs and shards (kept for reuse).")
+flags.DEFINE_string("peer_venv", os.path.expanduser("~/.cache/tfscale/peer-venv"), "Model Garden's virtualenv "
+                    "(created on first use).")
+flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Dtype policies to compare.")
+flags.DEFINE_integer("batch", 32, "Images per step (one process each).")
+flags.DEFINE_integer("steps", 10, "Timed steps per contender and round (after the traced ones).")
+flags.DEFINE_integer("rounds", 4, "Alternating rounds.")
+flags.DEFINE_list("contenders", ["model_garden", "tfscale"], "Who runs (the first is the ratios' baseline).")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_PACKAGES = ["tensorflow==2.18.1", "tf_keras==2.18.0", "tf-models-official==2.18.0"]
+# Variables of tfscale's launcher (scripts/cpu_env.sh) that must not leak into the peer's process.
+LAUNCHER_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME",
+                "LD_PRELOAD", "MALLOC_CONF")
+
+
+def peer_python() -> str:
+  """Model Garden's interpreter, installing it first if needed (≈ 1.1 GB; PyPI only)."""
+  python = os.path.join(FLAGS.peer_venv, "bin", "python")
+  ready = os.path.exists(python) and subprocess.run([python, "-c", "import official.vision"],
+                                                    capture_output=True).returncode == 0
+  if not ready:
+    print(f"installing {' '.join(PEER_PACKAGES)} into {FLAGS.peer_venv}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", FLAGS.peer_venv], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_PACKAGES], check=True)
+  return python
+
+
+def peer_shards(steps: int, batch: int) -> str:
+  """Shards with exactly one tfscale epoch of steps + 1 steps, plus a small validation split."""
+  from data_prep import synthetic
+  per_class = -(-(steps + 1) * batch // 10)
+  root = os.path.join(FLAGS.work_dir, f"peer-raw-{per_class}")
+  shards = os.path.join(FLAGS.work_dir, f"peer-shards-{per_class}")
+  if not os.path.exists(os.path.join(shards, "manifest.json")):
+    synthetic.make_tree(root, 10, per_class)
+    if not os.path.isdir(os.path.join(root, "val")):
+      synthetic.make_tree(os.path.join(root, "val-tree"), 10, 4, seed=1)
+      os.rename(os.path.join(root, "val-tree", "train"), os.path.join(root, "val"))
+    subprocess.run([sys.executable, "-m", "data_prep.imagenet1k", f"--raw_dir={root}", f"--output_dir={shards}",
+                    "--train_shards=4", "--val_shards=1"], check=True)
+  return shards
+
+
+def num_classes(shards: str) -> int:
+  from data_prep import shard_format
+  return shard_format.read_manifest(shards)["num_classes"]
+
+
+def wait_with_peak_rss(argv, env, log_path) -> tuple:
+  """(exit code, peak resident GB) of a child whose output goes to log_path."""
+  with open(log_path, "w") as log:
+    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    _, status, usage = os.wait4(child.pid, 0)
+  child.returncode = os.waitstatus_to_exitcode(status)
+  return child.returncode, usage.ru_maxrss / 1e6
+
+
+def run_model_garden(python, shards, dtype, scratch) -> dict:
+  model_dir = os.path.join(scratch, "model_garden")
+  params = {
+      "task": {"model": {"num_classes": num_classes(shards)},
+               "train_data": {"input_path": os.path.join(shards, "train-*"), "global_batch_size": FLAGS.batch,
+                              "dtype": "bfloat16" if "bfloat16" in dtype else "float32"}},
+      "trainer": {"train_steps": 2 * FLAGS.steps, "steps_per_loop": FLAGS.steps, "summary_interval": FLAGS.steps,
+                  "checkpoint_interval": 2 * FLAGS.steps, "validation_interval": 2 * FLAGS.steps},
+      "runtime": {"mixed_precision_dtype": "bfloat16" if "bfloat16" in dtype else None},
+  }
+  env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV and k != "TF_USE_LEGACY_KERAS"}
+  code, rss = wait_with_peak_rss([python, "-m", "official.vision.train", "--experiment=resnet_imagenet", "--mode=train",
+                                  f"--model_dir={model_dir}", f"--params_override={json.dumps(params)}"],
+                                 env, os.path.join(scratch, "model_garden.log"))
+  rates = summary_values(os.path.join(model_dir, "train"), "steps_per_second")
+  if code != 0 or len(rates) < 2:
+    raise RuntimeError(f"Model Garden exited {code} with steps_per_second {rates}:\n{tail(scratch, 'model_garden')}")
+  return {"images_per_second": rates[-1] * FLAGS.batch, "peak_rss_gb": rss}
+
+
+def run_tfscale(shards, dtype, scratch) -> dict:
+  workdir = os.path.join(scratch, "tfscale")
+  code, rss = wait_with_peak_rss(
+      [os.path.join(REPO, "scripts", "cpu_env.sh"), "--", sys.executable, "-m", "tfscale.train",
+       f"--config={os.path.join(REPO, 'tfscale_tools', 'bench_peer_config.py')}", f"--workdir={workdir}",
+       f"--config.data.dir={shards}", f"--config.data.num_classes={num_classes(shards)}",
+       f"--config.model.dtype={dtype}", f"--config.train.batch_per_rank={FLAGS.batch}"],
+      {**os.environ, "TFSCALE_PYTHON": sys.executable}, os.path.join(scratch, "tfscale.log"))
+  from tfscale import workdir as workdir_files
+  rows = workdir_files.read_metrics(workdir)
+  if code != 0 or not rows:
+    raise RuntimeError(f"tfscale exited {code}:\n{tail(scratch, 'tfscale')}")
+  return {"images_per_second": rows[0]["images_per_second"], "peak_rss_gb": rss}
+
+
+def summary_values(directory: str, tag: str) -> list:
+  """Scalar values of `tag` in a TensorBoard directory's event files, in step order."""
+  import tensorflow as tf
+  values = []
+  for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          values.append((event.step, float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
+                         else value.simple_value))
+  return [v for _, v in sorted(values)]
+
+
+def tail(scratch, name, lines=40) -> str:
+  with open(os.path.join(scratch, f"{name}.log")) as f:
+    return "".join(f.readlines()[-lines:])
+
+
+def main(argv):
+  del argv
+  python = peer_python() if "model_garden" in FLAGS.contenders else None
+  shards = peer_shards(FLAGS.steps, FLAGS.batch)
+  runners = {"model_garden": lambda dtype, scratch: run_model_garden(python, shards, dtype, scratch),
+             "tfscale": lambda dtype, scratch: run_tfscale(shards, dtype, scratch)}
+  results = {(name, dtype): [] for name in FLAGS.contenders for dtype in FLAGS.dtypes}
+  for round_ in range(FLAGS.rounds):
+    for dtype in FLAGS.dtypes:
+      for name in (FLAGS.contenders if round_ % 2 == 0 else FLAGS.contenders[::-1]):
+        start = time.time()
+        with tempfile.TemporaryDirectory(dir=FLAGS.work_dir) as scratch:
+          result = runners[name](dtype, scratch)
+        results[name, dtype].append(result)
+        print(f"round {round_ + 1} {dtype} {name}: {result['images_per_second']:.2f} images/s, peak RSS "
+              f"{result['peak_rss_gb']:.2f} GB ({time.time() - start:.0f} s)", file=sys.stderr)
+  baseline = FLAGS.contenders[0]
+  print(f"\n{FLAGS.steps} steady-state steps of batch {FLAGS.batch} per child, {FLAGS.rounds} alternating rounds, "
+        f"{os.cpu_count()} cores; × {baseline} = median of per-round ratios\n")
+  print("| contender | dtype | images/s (median) | × " + baseline + " | per-round ratios | peak RSS GB |\n"
+        "|---|---|---:|---:|---|---:|")
+  rows = []
+  for dtype in FLAGS.dtypes:
+    for name in FLAGS.contenders:
+      runs, base = results[name, dtype], results[baseline, dtype]
+      ratios = [a["images_per_second"] / b["images_per_second"] for a, b in zip(runs, base)]
+      rate = statistics.median(r["images_per_second"] for r in runs)
+      rss = statistics.median(r["peak_rss_gb"] for r in runs)
+      print(f"| {name} | {dtype} | {rate:.2f} | {statistics.median(ratios):.3f} | "
+            f"{' '.join(f'{r:.3f}' for r in ratios)} | {rss:.2f} |")
+      rows.append({"contender": name, "dtype": dtype, "images_per_second": rate, "ratios": ratios,
+                   "peak_rss_gb": rss})
+  for name in FLAGS.contenders:
+    if set(FLAGS.dtypes) >= {"float32", "mixed_bfloat16"}:
+      speedup = [b["images_per_second"] / f["images_per_second"]
+                 for b, f in zip(results[name, "mixed_bfloat16"], results[name, "float32"])]
+      print(f"\n{name}: bf16 ÷ fp32 {statistics.median(speedup):.3f} (per round {' '.join(f'{s:.2f}' for s in speedup)})")
+  bench_comm.write_result(rows)
+
+
+if __name__ == "__main__":
+  app.run(main)
