@@ -93,5 +93,8 @@ def test_cli_table_json_and_calibration(tmp_path):
   compressed = run_module("tfscale_tools.cost_model", *recipe).stdout
   assert "resnet50 gradient 51.1 MB (fp16); 2 ranks/node × 16 images" in compressed
   assert "gradient 102.2 MB (fp32)" in run_module("tfscale_tools.cost_model", *recipe, "--wire=fp32").stdout
+  # ImageNet-22K's 21,841-way head: 2,049 × 20,841 more floats than the 1,000-way one.
+  wide = run_module("tfscale_tools.cost_model", "--nodes=2", "--config=configs/wrn_i22k.py").stdout
+  assert f"wrn50_2 gradient {4 * (68_883_240 + 2049 * 20841) / 1e6:.1f} MB (fp32)" in wide
   published = run_module("tfscale_tools.cost_model", "--published").stdout
   assert "512 SKX nodes" in published and "768 KNL nodes" in published

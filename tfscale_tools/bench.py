@@ -57,8 +57,6 @@ flags.DEFINE_enum("gradient_compression", "none", ["none", "fp16"], "`model`: th
                   "(train.gradient_compression).")
 flags.DEFINE_bool("grappler_bf16", False, "`model`: mixed_bfloat16 rows by grappler's oneDNN auto-mixed-precision "
                   "on the fp32 model instead of the Keras policy.")
-flags.DEFINE_enum("data_format", "channels_last", ["channels_last", "channels_first"], "`model`: tfscale's model "
-                  "in NHWC or NCHW (the input stays NHWC uint8; the model transposes it once).")
 LIB = "/usr/lib/x86_64-linux-gnu"
 # CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
 KNOBS = {
@@ -75,7 +73,8 @@ KNOBS = {
     "jemalloc": ("jemalloc (Debian libjemalloc2, LD_PRELOAD)", [], {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2"}),
     "jemalloc-retain": ("jemalloc keeping freed pages (MALLOC_CONF dirty/muzzy decay off, background thread)", [],
                         {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2",
-                         "MALLOC_CONF": "background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"}),
+                         "MALLOC_CONF": "background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,"
+                                        "muzzy_decay_ms:-1"}),
     "tcmalloc": ("tcmalloc (Debian libtcmalloc-minimal4, LD_PRELOAD)", [],
                  {"LD_PRELOAD": f"{LIB}/libtcmalloc_minimal.so.4"}),
     "spe4": ("4 steps per tf.function call (steps_per_execution=4)", ["--steps_per_execution=4"], {}),
@@ -84,13 +83,13 @@ KNOBS = {
     "grappler-bf16": ("bf16 by grappler's oneDNN auto-mixed-precision rewrite instead of the Keras policy",
                       ["--grappler_bf16"], {}),
     "2x32": ("2 ranks × batch 32, 1 core each (horovodrun; node images/s): the other side of b64 at equal "
-             "global batch", ["--batches=32"], {}),
-    "nchw": ("channels first (NCHW) instead of NHWC", ["--data_format=channels_first"], {}),
+             "global batch", ["--batches=32", "--intra_op_threads=1"], {}),
     "b64": ("per-rank batch 64 instead of 32 (same images per node-step when 2 ranks × 32 become 1 × 64)",
             ["--batches=64"], {}),
 }
 # Knobs whose child runs under a launcher (their node images/s is every rank's).
-KNOB_LAUNCHERS = {"2x32": ["horovodrun", "-np", "2", "-H", "localhost:2", "--gloo"]}
+KNOB_LAUNCHERS = {"2x32": [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2",
+                            "--gloo"]}
 flags.DEFINE_list("knobs", list(KNOBS), "`knobs`: settings to compare, each against 'default' (names of KNOBS).")
 flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfscale's default, 1 per 16 cores; "
                      "`pipeline` measures peak throughput, so give it the cores: --threads=2).")
@@ -255,18 +254,22 @@ def forward_flops(model) -> int:
   return flops
 
 
-def gemm_ceiling(dtype, n=2048, repeats=10) -> float:
-  """GFLOP/s of an n×n matrix multiply in `dtype` on this process's threads."""
+def gemm_ceiling(dtype, n=2048, repeats=10, trials=5) -> float:
+  """GFLOP/s of an n×n matrix multiply in `dtype` on this process's threads: the best of `trials` timings
+  of `repeats` multiplies (a ceiling is what the machine can do; a neighbour's burst only lowers a trial)."""
   import tensorflow as tf
   a = tf.random.normal([n, n], dtype=tf.float32)
   a = tf.cast(a, dtype)
   matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
   matmul(a).numpy()
-  start = time.perf_counter()
-  for _ in range(repeats):
-    result = matmul(a)
-  result.numpy()
-  return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+  best = 0.0
+  for _ in range(trials):
+    start = time.perf_counter()
+    for _ in range(repeats):
+      result = matmul(a)
+    result.numpy()
+    best = max(best, 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9)
+  return best
 
 
 def _tfscale_model(name, batch):
@@ -274,7 +277,6 @@ def _tfscale_model(name, batch):
   from tfscale import input_pipeline
   from tfscale.lars import LARS, StepTable
   from tfscale.models import create_model
-  tf_keras.backend.set_image_data_format(FLAGS.data_format)
   model = create_model(name, FLAGS.num_classes, 224)
   if FLAGS.optimizer == "lars":
     optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
@@ -409,10 +411,16 @@ def bench_knobs():
   unknown = sorted(set(FLAGS.knobs) - set(KNOBS))
   if unknown:
     raise app.UsageError(f"unknown knobs {unknown}; known: {sorted(KNOBS)}")
+  if len(FLAGS.batches) != 1:
+    raise app.UsageError("knobs compares at one batch size: give --batches=B (the b64 knob changes it)")
+  missing = [path for knob in FLAGS.knobs for path in KNOBS[knob][2].get("LD_PRELOAD", "").split(":")
+             if path and not os.path.exists(path)]
+  if missing:
+    raise app.UsageError(f"not installed: {', '.join(missing)} (scripts/install.sh installs them)")
   knobs = ["default"] + [k for k in FLAGS.knobs if k != "default"]
   common = [f"--models={','.join(FLAGS.models)}", f"--batches={','.join(FLAGS.batches)}",
             f"--dtypes={','.join(FLAGS.dtypes)}", f"--steps={FLAGS.steps}", f"--num_classes={FLAGS.num_classes}",
-            "--nobare", "--rounds=1"]
+            "--nobare", "--rounds=1", "--nogemm_ceiling"]
   rates = {knob: [] for knob in knobs}
   for round_ in range(FLAGS.rounds):
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
@@ -430,7 +438,8 @@ def bench_knobs():
             file=sys.stderr)
   keys = sorted({k for runs in rates["default"] for k in runs})
   print(f"\nimages/s of tfscale's training step (synthetic input, batch {','.join(FLAGS.batches)} unless the knob "
-        f"says otherwise), median of {FLAGS.rounds} rounds of child processes; × default = median of per-round ratios\n")
+        f"says otherwise), median of {FLAGS.rounds} rounds of child processes; × default = median of per-round "
+        "ratios\n")
   print("| knob | " + " | ".join(f"{m} {d}" for m, d in keys) + " |\n|---|" + "---:|" * len(keys))
   for knob in knobs:
     cells = []

@@ -189,7 +189,8 @@ MPI_ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM":
 
 
 def horovodrun(controller, module_argv):
-  return ["horovodrun", "-np", "2", "-H", "localhost:2", f"--{controller}", sys.executable, "-m", *module_argv]
+  return [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2",
+          f"--{controller}", sys.executable, "-m", *module_argv]
 
 
 def weak_step_argv(model):

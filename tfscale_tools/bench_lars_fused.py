@@ -1,11 +1,11 @@
 """An attempt measured by `bench knobs --knobs=lars-fused`: tfscale's LARS update with fewer ops per step.
 
-tfscale.lars.LARS looks the step's learning rate, momentum and weight decay up in their tables once per
-variable (3 gathers × 161 variables) and updates each velocity and weight with four separate ops. This
-variant looks the three scalars up once per step and applies v ← m·v + γ·u, w ← w − v as one
-`ResourceApplyMomentum` kernel per variable (its accum ← accum·m + grad; var ← var − lr·accum with lr 1
-and grad γ·u is exactly that update). Same arithmetic, same slots; it lives here until it pays
-(docs/BENCHMARKS.md, issue 18).
+tfscale.lars.LARS looks the step's momentum and weight decay up in their tables once per variable (161
+momentum and 54 weight-decay gathers a step; tf_keras reads the learning rate once) and updates each
+velocity and weight with four separate ops. This variant looks the scalars up once per step and applies
+v ← m·v + γ·u, w ← w − v as one `ResourceApplyMomentum` kernel per variable (its accum ← accum·m + grad;
+var ← var − lr·accum with lr 1 and grad γ·u is exactly that update). Same arithmetic, same slots. Measured
+slower in fp32 and level in bf16, so not the library's (docs/BENCHMARKS.md, issue 18).
 """
 import tensorflow as tf
 

@@ -28,6 +28,11 @@ from tfscale.datasets import PUBLISHED_TRAIN_IMAGES
 
 # Trainable parameters of the models (tfscale.models; the gradient allreduced each step).
 GRADIENT_FLOATS = {"resnet50": 25_557_032, "wrn50_2": 68_883_240, "resnet101": 44_549_160, "resnet152": 60_192_808}
+HEAD_INPUTS = 2048  # every model above pools 2,048 features into its classifier (1,000 classes in GRADIENT_FLOATS)
+
+
+def gradient_floats(model: str, num_classes: int = 1000) -> int:
+  return GRADIENT_FLOATS[model] + (HEAD_INPUTS + 1) * (num_classes - 1000)
 ILSVRC2012_TRAIN_IMAGES = PUBLISHED_TRAIN_IMAGES[1000]
 
 
@@ -173,6 +178,7 @@ def define_flags():
   flags.DEFINE_integer("ranks_per_node", None, "Ranks per node (default: the system's, else 2).")
   flags.DEFINE_integer("batch_per_rank", 32, "Images per rank per step.")
   flags.DEFINE_enum("model", "resnet50", list(GRADIENT_FLOATS), "Whose gradient is allreduced.")
+  flags.DEFINE_integer("num_classes", 1000, "Classifier width (21841 for ImageNet-22K, 365 for Places-365).")
   flags.DEFINE_enum("wire", "fp32", ["fp32", "fp16"], "Gradient precision on the wire (fp16: "
                     "--config.train.gradient_compression=fp16, Horovod's fp16 compression).")
   flags.DEFINE_float("link_gbps", None, "Node link bandwidth, Gbit/s each direction (overrides the system's).")
@@ -186,15 +192,19 @@ def define_flags():
   flags.DEFINE_bool("published", False, "Predict the seed paper's published points and compare.")
   flags.DEFINE_bool("json", False, "Print the predictions as JSON lines instead of a table.")
   config_flags.DEFINE_config_file("config", None, "A recipe (as for tfscale.train, --config.* overrides too): its "
-                                  "model.name, train.batch_per_rank and train.gradient_compression are the defaults of "
-                                  "--model, --batch_per_rank and --wire.", lock_config=False)
+                                  "model.name, data.num_classes, train.batch_per_rank and train.gradient_compression "
+                                  "are the defaults of --model, --num_classes, --batch_per_rank and --wire.",
+                                  lock_config=False)
 
 
 def job_settings() -> dict:
-  """--model, --batch_per_rank and --wire; those not given on the command line come from --config's recipe."""
-  settings = {"model": FLAGS.model, "batch_per_rank": FLAGS.batch_per_rank, "wire": FLAGS.wire}
+  """--model, --num_classes, --batch_per_rank and --wire; those not given on the command line come from
+  --config's recipe."""
+  settings = {"model": FLAGS.model, "num_classes": FLAGS.num_classes, "batch_per_rank": FLAGS.batch_per_rank,
+              "wire": FLAGS.wire}
   if FLAGS.config is not None:
-    recipe = {"model": FLAGS.config.model.name, "batch_per_rank": FLAGS.config.train.batch_per_rank,
+    recipe = {"model": FLAGS.config.model.name, "num_classes": FLAGS.config.data.num_classes or 1000,
+              "batch_per_rank": FLAGS.config.train.batch_per_rank,
               "wire": "fp16" if FLAGS.config.train.gradient_compression == "fp16" else "fp32"}
     settings.update({name: value for name, value in recipe.items() if not FLAGS[name].present})
   if settings["model"] not in GRADIENT_FLOATS:
@@ -230,7 +240,7 @@ def main(argv):
   network = network_from_flags()
   ranks_per_node = FLAGS.ranks_per_node or (SYSTEMS[FLAGS.system]["ranks_per_node"] if FLAGS.system else 2)
   job = job_settings()
-  gradient_bytes = GRADIENT_FLOATS[job["model"]] * (4 if job["wire"] == "fp32" else 2)
+  gradient_bytes = gradient_floats(job["model"], job["num_classes"]) * (4 if job["wire"] == "fp32" else 2)
   rows = [predict(Job(nodes=int(n), ranks_per_node=ranks_per_node, batch_per_rank=job["batch_per_rank"],
                       node_images_per_second=FLAGS.node_images_per_second, gradient_bytes=gradient_bytes,
                       overlap=FLAGS.overlap, epochs=FLAGS.epochs, train_images=FLAGS.dataset_images), network)

@@ -4,10 +4,11 @@ r"""Where tfscale's training step spends its time: the TensorFlow profiler's op 
                                        [--input=synthetic|shards]
 
 For each dtype: tfscale's model, LARS and (with --horovod_wrapper) Horovod's optimizer wrapper on synthetic
-input or the real input pipeline, a few untimed steps, then --steps steps under `tf.profiler.experimental`. The host plane of the
-trace (xplane.pb) holds one event per executed op kernel, named "<op name>:<op type>"; their durations are
-summed per bucket: convolution/matmul, batch norm, elementwise, layout and casts, pooling, the optimizer
-update (ops under the optimizer's name scope), Horovod, input, other. With 2 inter-op threads ops overlap,
+input or the real input pipeline, a few untimed steps, then --steps steps under `tf.profiler.experimental`.
+The host plane of the trace (xplane.pb) holds an event per executed op kernel, named "<op name>:<op type>"
+(and tf.data's nested stage spans, "Iterator::…", which are skipped); their durations are summed per
+bucket: convolution/matmul, batch norm, elementwise, layout and casts, pooling, the optimizer update (ops
+under the optimizer's name scope), Horovod, input, other. With 2 inter-op threads ops overlap,
 so the buckets add up to more than the step's wall time; the table gives both, and the time during which no
 op ran at all (host work between ops).
 """
@@ -21,6 +22,7 @@ import time
 from absl import app, flags
 
 import tfscale
+import tf_keras
 
 FLAGS = flags.FLAGS
 
@@ -67,7 +69,8 @@ def union_seconds(intervals) -> float:
 
 def op_times(logdir: str, optimizer_scopes) -> dict:
   """Seconds per bucket summed over the op events of the host plane, and under "busy" the time during which
-  any op ran (what is left of the wall time is host work between ops: dispatch, Python, callbacks)."""
+  any op of the step ran (tf.data's threads left out; what is left of the wall time is host work between
+  ops: dispatch, Python, callbacks)."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2
   totals, intervals = collections.Counter(), []
   for path in glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")):
@@ -78,9 +81,11 @@ def op_times(logdir: str, optimizer_scopes) -> dict:
       if not plane.name.startswith("/host:CPU"):
         continue
       for line in plane.lines:
+        pipeline_thread = "tf_data" in line.name  # tf.data's own threads: input, outside the step's ops
         for event in line.events:
           name = plane.event_metadata[event.metadata_id].name
-          if ":" not in name or name.startswith(("EagerExecute", "ExecutorState", "FunctionRun", "tf_")):
+          if ":" not in name or name.startswith(("EagerExecute", "ExecutorState", "FunctionRun", "tf_",
+                                                 "Iterator::")):  # Iterator::…: nested tf.data stage spans
             continue
           op_name, op_type = name.rsplit(":", 1)
           op_type = op_type.strip()
@@ -88,17 +93,31 @@ def op_times(logdir: str, optimizer_scopes) -> dict:
             continue
           bucket = bucket_of(op_name, op_type, optimizer_scopes)
           totals[bucket] += event.duration_ps / 1e12
-          start = line.timestamp_ns * 1000 + event.offset_ps
-          intervals.append((start, start + event.duration_ps))
+          if not pipeline_thread:
+            start = line.timestamp_ns * 1000 + event.offset_ps
+            intervals.append((start, start + event.duration_ps))
           if bucket.startswith("other"):
             OTHER[op_type] += event.duration_ps / 1e12
   totals["busy"] = union_seconds(intervals)
   return totals
 
 
+class ProfileAfter(tf_keras.callbacks.Callback):
+  """Starts the profiler at the end of the `warm`-th step."""
+
+  def __init__(self, warm: int, logdir: str):
+    super().__init__()
+    self.warm, self.logdir, self.start = warm, logdir, None
+
+  def on_train_batch_end(self, batch, logs=None):
+    if batch + 1 == self.warm:
+      import tensorflow as tf
+      tf.profiler.experimental.start(self.logdir)
+      self.start = time.perf_counter()
+
+
 def profile(model_name: str, batch: int, dtype: str) -> tuple:
   """(bucket seconds per step, wall seconds per step)."""
-  import tf_keras
   import tensorflow as tf
   from tfscale_tools import bench
   tf_keras.backend.clear_session()
@@ -108,12 +127,10 @@ def profile(model_name: str, batch: int, dtype: str) -> tuple:
     from tfscale import datasets, input_pipeline
     info = datasets.load(bench.imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
     dataset = input_pipeline.train_dataset(info, bench._imagenet_data_config(info.data_dir), batch)
-  model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
   logdir = tempfile.mkdtemp(prefix="tfscale-profile-")
-  tf.profiler.experimental.start(logdir)
-  start = time.perf_counter()
-  model.fit(dataset, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0)
-  wall = (time.perf_counter() - start) / FLAGS.steps
+  window = ProfileAfter(3, logdir)  # one fit, one iterator: the pipeline is warm when profiling starts
+  model.fit(dataset, steps_per_epoch=3 + FLAGS.steps, epochs=1, verbose=0, callbacks=[window])
+  wall = (time.perf_counter() - window.start) / FLAGS.steps
   tf.profiler.experimental.stop()
   scopes = [model.optimizer.name, type(model.optimizer).__name__, "LARS", "SGD"]
   return {k: v / FLAGS.steps for k, v in op_times(logdir, scopes).items()}, wall

@@ -50,16 +50,12 @@ class RampedBatchRenormalization(layers.BatchNormalization):
     return config
 
 
-def _channel_axis() -> int:
-  return 1 if tf_keras.backend.image_data_format() == "channels_first" else -1
-
-
 def _bn(name, momentum, epsilon, zero_gamma, renorm=None):
   gamma = "zeros" if zero_gamma else "ones"
   if renorm is None:
-    return layers.BatchNormalization(axis=_channel_axis(), momentum=momentum, epsilon=epsilon, name=name, gamma_initializer=gamma)
+    return layers.BatchNormalization(axis=-1, momentum=momentum, epsilon=epsilon, name=name, gamma_initializer=gamma)
   return RampedBatchRenormalization(rmax=renorm["rmax"], dmax=renorm["dmax"], clipping_variables=renorm["variables"],
-                                    renorm_momentum=renorm["momentum"], axis=_channel_axis(), momentum=momentum, epsilon=epsilon,
+                                    renorm_momentum=renorm["momentum"], axis=-1, momentum=momentum, epsilon=epsilon,
                                     name=name, gamma_initializer=gamma)
 
 
@@ -136,8 +132,6 @@ def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence
   # float32 whatever the policy: (pixel − mean) / std in bfloat16 would lose the low bits of the pixel.
   x = layers.Normalization(mean=MEAN_RGB, variance=[s * s for s in STDDEV_RGB], dtype="float32",
                            name="normalize")(inputs)
-  if _channel_axis() == 1:  # the images arrive NHWC
-    x = layers.Permute((3, 1, 2), name="to_channels_first")(x)
   if stem == "imagenet":
     x = conv(stem_width, 7, 2, "stem_conv")(x)
     x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
