@@ -12,7 +12,8 @@ r"""Benchmarks, each side by side with its baseline in the same invocation (resu
       matrix-multiply ceiling measured in the same run.
   python -m tfscale_tools.bench knobs [--knobs=…] [--models=resnet50 --batches=32 --dtypes=float32 --rounds=2]
       tfscale's training step under each CPU knob (threads, XLA, oneDNN fpmath/off, optimizer, Horovod
-      wrapper) against the default, each setting in its own child process, rounds alternating.
+      wrapper, allocators, steps per call, fused LARS, grappler bf16, batch 64, 2 ranks × 32) against the
+      default, each setting in its own child process, rounds alternating.
   horovodrun -np 2 -H localhost:2 python -m tfscale_tools.bench stopcheck [--models=resnet50 --batches=32 --steps=6]
       what the agreed-stop check (one allreduce of one number per step) costs against the training step.
   python -m tfscale_tools.bench comm | comm_worker
@@ -71,10 +72,6 @@ KNOBS = {
     "sgd": ("tf_keras momentum SGD instead of LARS", ["--optimizer=sgd"], {}),
     "no-wrapper": ("no hvd.DistributedOptimizer wrapper", ["--nohorovod_wrapper"], {}),
     "jemalloc": ("jemalloc (Debian libjemalloc2, LD_PRELOAD)", [], {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2"}),
-    "jemalloc-retain": ("jemalloc keeping freed pages (MALLOC_CONF dirty/muzzy decay off, background thread)", [],
-                        {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2",
-                         "MALLOC_CONF": "background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,"
-                                        "muzzy_decay_ms:-1"}),
     "tcmalloc": ("tcmalloc (Debian libtcmalloc-minimal4, LD_PRELOAD)", [],
                  {"LD_PRELOAD": f"{LIB}/libtcmalloc_minimal.so.4"}),
     "spe4": ("4 steps per tf.function call (steps_per_execution=4)", ["--steps_per_execution=4"], {}),
