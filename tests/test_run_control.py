@@ -14,6 +14,15 @@ from test_resilience import (epochs_done, expected_snapshots, horovodrun_train, 
                              training_workers, wait_for)
 
 
+def exited(pid: int) -> bool:
+  """Gone, or a zombie: past the kernel's exit_files, so its locks are released. (An exiting process
+  drops its command line before its files, so a workdir search alone can miss one still holding a lock.)"""
+  try:
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+  except OSError:
+    return True
+
+
 def processes_of(workdir) -> list:
   """Every live process whose command line names this workdir."""
   found = []
@@ -86,6 +95,7 @@ def test_one_live_run_per_workdir_and_the_hold_ends_with_the_run(digits_shards, 
     wait_for(lambda: (workdir / "run.lock").exists() and epochs_done(workdir) >= 1 or job.poll() is not None, 400,
              "epoch 1")
     holder = json.loads((workdir / "run.lock").read_text())
+    run_pids = processes_of(workdir)
     started = time.time()
     second = run_module("tfscale.train", "--config=configs/demo_digits.py:tiny", f"--workdir={workdir}",
                         f"--config.data.dir={digits_shards}", check=False, timeout=60)
@@ -94,7 +104,8 @@ def test_one_live_run_per_workdir_and_the_hold_ends_with_the_run(digits_shards, 
     assert len(lines) == 1 and f"pid {holder['pid']}" in lines[0] and f"host {holder['host']}" in lines[0], lines
   finally:
     kill_tree(job)  # SIGKILL: the hold must end with the process, no cleanup
-  wait_for(lambda: not processes_of(workdir), 30, "the killed ranks to be gone")
+  wait_for(lambda: all(exited(pid) for pid in run_pids) and not processes_of(workdir), 30,
+           "the killed ranks to be gone")
   take = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {REPO!r}); from tfscale import "
                          f"run_control; run_control.hold_workdir({str(workdir)!r}); print('held')"],
                         capture_output=True, text=True, timeout=60)
