@@ -84,9 +84,8 @@ KNOBS = {
     "b64": ("per-rank batch 64 instead of 32 (same images per node-step when 2 ranks × 32 become 1 × 64)",
             ["--batches=64"], {}),
 }
-# Knobs whose child runs under a launcher (their node images/s is every rank's).
-KNOB_LAUNCHERS = {"2x32": [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2",
-                            "--gloo"]}
+# Knobs whose child runs as 2 ranks under horovodrun (their node images/s is every rank's).
+TWO_RANK_KNOBS = {"2x32"}
 flags.DEFINE_list("knobs", list(KNOBS), "`knobs`: settings to compare, each against 'default' (names of KNOBS).")
 flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfscale's default, 1 per 16 cores; "
                      "`pipeline` measures peak throughput, so give it the cores: --threads=2).")
@@ -423,8 +422,9 @@ def bench_knobs():
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):
       _, argv, env = KNOBS[knob]
       try:
-        rows = bench_comm.run_child([*KNOB_LAUNCHERS.get(knob, []), sys.executable, "-m", "tfscale_tools.bench",
-                                     "model", *common, *argv], env)
+        module_argv = ["tfscale_tools.bench", "model", *common, *argv]
+        rows = bench_comm.run_child(bench_comm.horovodrun("gloo", module_argv) if knob in TWO_RANK_KNOBS
+                                    else [sys.executable, "-m", *module_argv], env)
       except RuntimeError as error:
         print(f"round {round_ + 1}: {knob}: failed\n{error}", file=sys.stderr)
         rates[knob].append({})
