@@ -41,18 +41,34 @@ def get_config(variant: str = ""):
   # 256 (of 1, 2, 4 for the single run; 8, the digits demo's, left runs stuck at chance for epochs), a long
   # first decay, 3-epoch collapses and re-warmups to 0.8 × the peak (docs/RECIPES.md lists what was tried).
   wd, collapse_wd, peak = 5e-4, 1e-3, 2.0
+
+  def collapse(k, branch):
+    return phase(f"collapse{k}", 3, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
+                 snapshot=True, branch=branch)
+
+  def cycles(first_decay, cycle_decay):
+    """Branched collapses: warmup → poly-1 to 0.4 × peak → collapse 1 off the main line; twice: re-warmup
+    to 0.8 × peak, poly-2 back to 0.4 × peak, then collapse 2 off the main line and collapse 3 ending it."""
+    def cycle(k):
+      return [phase(f"rewarmup{k}", 1, "warmup", lr_end=0.8 * peak, weight_decay=wd),
+              phase(f"cycle{k}", cycle_decay, "poly", lr_end=0.4 * peak, lr_power=2, weight_decay=wd)]
+    return [phase("warmup", 2, "warmup", lr_start=0.0, lr_end=peak, weight_decay=wd),
+            phase("decay", first_decay, "poly", lr_end=0.4 * peak, lr_power=1, weight_decay=wd),
+            collapse(1, branch=True), *cycle(2), collapse(2, branch=True), *cycle(3), collapse(3, branch=False)]
+
   if not variant:
+    config.plan = cycles(first_decay=7, cycle_decay=2)   # main line 18 epochs + branches 6 = 24
+  elif variant == "branched_late":
+    config.plan = cycles(first_decay=9, cycle_decay=1)   # the same budget, members from later, closer weights
+  elif variant == "sequential":
     config.plan = [
         phase("warmup", 2, "warmup", lr_start=0.0, lr_end=peak, weight_decay=wd),
         phase("decay", 11, "poly", lr_end=0.4 * peak, lr_power=1, weight_decay=wd),
-        phase("collapse1", 3, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
-              snapshot=True),
+        collapse(1, branch=False),
         phase("rewarmup2", 1, "warmup", lr_end=0.8 * peak, weight_decay=wd),
-        phase("collapse2", 3, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
-              snapshot=True),
+        collapse(2, branch=False),
         phase("rewarmup3", 1, "warmup", lr_end=0.8 * peak, weight_decay=wd),
-        phase("collapse3", 3, "poly", lr_end=0.0, lr_power=2, weight_decay=collapse_wd, augment="collapse",
-              snapshot=True),
+        collapse(3, branch=False),
     ]
   elif variant == "single":
     config.plan = [
@@ -60,5 +76,5 @@ def get_config(variant: str = ""):
         phase("decay", EPOCHS - 2, "poly", lr_end=0.0, lr_power=1, weight_decay=wd, snapshot=True),
     ]
   else:
-    raise ValueError(f"unknown variant {variant!r} (known: single)")
+    raise ValueError(f"unknown variant {variant!r} (known: branched_late, sequential, single)")
   return config

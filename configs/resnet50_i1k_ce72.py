@@ -12,7 +12,8 @@ the chain "a reduced version compared to the one in the paper … hence the slig
 paper's 77.5 % Collapsed-Ensemble figure (arXiv 1711.04291, abstract) belongs to the longer run, not to
 this one, and the authors' chain evaluates no ensemble. tfscale snapshots the end of cyc1, cyc2, cyc3 and
 the collapse (the solvers' own `snapshot:` points) and `tfscale.evaluate` reports their ensemble beside
-each member; what it reaches on ImageNet is not measured.
+each member — a snapshot ensemble with one collapsed member, not the Collapsed Ensemble (variant `ce`);
+what either reaches on ImageNet is not measured.
 
 The plan is the chain as Caffe executes it (sara-nl/caffe commit c31f1191, solver_init, solver_cyc1-3,
 solver_collapse; LRs absolute at 4,096): five solvers, each a fresh `caffe train --weights=…` whose
@@ -32,11 +33,20 @@ weight decay on weights and biases (not BN/Scale), Intel Caffe's random-aspect-r
 (config_base.caffe_recipe_config). At another global batch each solver keeps its length in images and its
 LRs scale linearly (the trainer warns).
 
+Variant `ce` (--config=configs/resnet50_i1k_ce72.py:ce) is the Collapsed Ensemble the README describes
+("At the end of each cycle a final collapse can be performed, and the resulting models form a collapsed
+ensemble"): the same chain with a collapse branched off the end of cyc1 and of cyc2 — each a 1,560-iteration
+solver_collapse run from that cycle's snapshot whose result the chain does not go on from (cyc2 and cyc3
+start from the cycles' snapshots, as their --weights= say) — and the last collapse as above. Its members
+are the three collapses only; `cycle_snapshots` evaluates the same run's cycle ends for comparison. Main
+line 22,610 iterations + branches 3,120 = 25,730 (82.3 epochs). The early collapses' LR is ours
+(docs/RECIPES.md): the cycle's base_lr / 4, the rule the authors' last collapse follows.
+
 Variant `smooth` (--config=configs/resnet50_i1k_ce72.py:smooth) is the chain's shape as one continuous
 plan (`schedules.collapse_cycles`: poly restarted after each warmup, no jumps, no momentum resets, 72
 epochs); it is not what the authors ran.
 """
-from tfscale.config_base import caffe_recipe_config
+from tfscale.config_base import caffe_recipe_config, evaluation
 from tfscale.schedules import caffe_solver, collapse_cycles
 
 GLOBAL_BATCH = 4096  # 64 nodes × 2 ranks × 32
@@ -59,11 +69,33 @@ def caffe_chain():
   ]
 
 
+def collapsed_ensemble_chain():
+  """The chain with a collapse branched off the end of cyc1 and of cyc2 (the README: "At the end of each
+  cycle a final collapse can be performed, and the resulting models form a collapsed ensemble"): each is
+  solver_collapse.prototxt started from that cycle's snapshot, at base_lr = the cycle's base_lr / 4 —
+  (ours): the files give the LR of the last collapse only, 0.143 = cyc3's 0.572 / 4, and we apply that
+  rule to cyc1 (1.02 / 4 = 0.255) and cyc2 (0.764 / 4 = 0.191). cyc2 and cyc3 still start from cyc1's and
+  cyc2's snapshots, as their `--weights=` say; the last collapse ends the chain as before."""
+  init, cyc1, cyc2, cyc3, last = caffe_chain()
+  def branch(name, cycle):
+    return caffe_solver(name, base_lr=cycle["caffe"]["base_lr"] * GLOBAL_BATCH / 256 / 4, lr_policy="poly", power=2,
+                        max_iter=1560, weight_decay=2e-4, global_batch=GLOBAL_BATCH, augment="collapse",
+                        snapshot=True, branch=True)
+  return [init, cyc1, branch("collapse1", cyc1), cyc2, branch("collapse2", cyc2), cyc3, last]
+
+
 def get_config(variant: str = ""):
   config = caffe_recipe_config()
   config.train.reference_global_batch = GLOBAL_BATCH
   if not variant:
     config.plan = caffe_chain()
+  elif variant == "ce":
+    config.plan = collapsed_ensemble_chain()
+    members = "collapse1,collapse2,collapse"  # only collapsed models
+    config.evals.val = evaluation(("validation",), snapshots=members)
+    config.evals.ilsvrc2012 = evaluation(("validation", "validation_blacklisted"), snapshots=members)
+    # The same run's cycle ends averaged: the snapshot ensemble (Huang et al.) the Collapsed Ensemble beats.
+    config.evals.cycle_snapshots = evaluation(("validation",), snapshots="cyc1,cyc2,cyc3")
   elif variant == "smooth":
     # LRs per 256 images: the solvers' absolute values × 256 / 4096.
     config.plan = collapse_cycles(
@@ -71,5 +103,5 @@ def get_config(variant: str = ""):
         cycles=3, cycle_epochs=12, cycle_horizon_epochs=24, rewarmup_epochs=3, rewarmup_fraction=0.75,
         final_collapse_epochs=5, weight_decay=5e-5, collapse_weight_decay=2e-4)
   else:
-    raise ValueError(f"unknown variant {variant!r} (known: smooth)")
+    raise ValueError(f"unknown variant {variant!r} (known: ce, smooth)")
   return config

@@ -17,6 +17,7 @@ from conftest import REPO, run_module
 # 312 steps/epoch (1,281,167 // 4,096), 7,638 + 402 for 448n at 89 steps/epoch.
 RECIPES = {
     ("resnet50_i1k_ce72", ""): (22610 / 312, 4096, 1, 4),
+    ("resnet50_i1k_ce72", "ce"): ((22610 + 2 * 1560) / 312, 4096, 3, 6),
     ("resnet50_i1k_ce72", "smooth"): (72, 4096, 1, 4),
     ("resnet50_i1k", ""): (90, 4096, 0, 1),
     ("resnet50_i1k", "448n"): (8040 / 89, 14336, 1, 2),
@@ -76,6 +77,12 @@ CE72_SOLVERS = [
          warmup_start_lr=0.19, weight_decay=0.00005),
     dict(base_lr=0.143, lr_policy="poly", power=2, max_iter=1560, weight_decay=0.0002, noaug=True),
 ]
+# The Collapsed Ensemble (variant `ce`): solver_collapse.prototxt run from cyc1's and cyc2's snapshots too, in
+# the order they run; the main line's cyc2/cyc3 still start from cyc1/cyc2. Their base_lr is ours: the
+# cycle's base_lr / 4, as the authors' last collapse (0.143 = 0.572 / 4).
+CE72_CE_SOLVERS = [CE72_SOLVERS[0], CE72_SOLVERS[1],
+                   dict(CE72_SOLVERS[4], base_lr=1.02 / 4, branch=True), CE72_SOLVERS[2],
+                   dict(CE72_SOLVERS[4], base_lr=0.764 / 4, branch=True), CE72_SOLVERS[3], CE72_SOLVERS[4]]
 R448_SOLVERS = [
     dict(base_lr=4.8, lr_policy="poly", power=1, max_iter=8040, warmup_iter=446, warmup_start_lr=0.1,
          weight_decay=0.00005, stopped_at=7638),
@@ -97,29 +104,32 @@ def caffe_learning_rate(solver, iteration):
 
 
 def what_the_chain_executes(solvers):
-  """Per iteration of the whole chain: (LR, weight decay, velocity starts empty, noaug). Each solver is a
+  """Per iteration of the whole chain: (LR, weight decay, velocity starts empty, noaug, off the main line:
+  a run whose result no later solver starts from). Each solver is a
   fresh `caffe train --weights=…`: iter_ = 0 and empty momentum history at its start; Solver::Step runs
   iterations 0 … max_iter − 1 (or until the authors stopped it)."""
   rows = []
   for solver in solvers:
     for iteration in range(solver.get("stopped_at", solver["max_iter"])):
       rows.append((caffe_learning_rate(solver, iteration), solver["weight_decay"], iteration == 0,
-                   solver.get("noaug", False)))
+                   solver.get("noaug", False), solver.get("branch", False)))
   return [np.array(column) for column in zip(*rows)]
 
 
 @pytest.mark.parametrize("name,variant,solvers", [("resnet50_i1k_ce72", "", CE72_SOLVERS),
+                                                  ("resnet50_i1k_ce72", "ce", CE72_CE_SOLVERS),
                                                   ("resnet50_i1k", "448n", R448_SOLVERS),
                                                   ("wrn50_2_i1k", "", CE72_SOLVERS)])
 def test_plan_is_the_caffe_chain_at_every_step(name, variant, solvers):
   _, config = recipe(name, variant)
   plan = compiled(config)
-  lr, weight_decay, reset, noaug = what_the_chain_executes(solvers)
+  lr, weight_decay, reset, noaug, branch = what_the_chain_executes(solvers)
   assert plan.total_steps == len(lr) == sum(s.get("stopped_at", s["max_iter"]) for s in solvers)
   np.testing.assert_allclose(plan.lr, lr, rtol=1e-9, atol=0)
   np.testing.assert_array_equal(plan.weight_decay, weight_decay)
   np.testing.assert_array_equal(plan.momentum_reset, reset)
   np.testing.assert_array_equal(plan.collapse, noaug)
+  np.testing.assert_array_equal(plan.branch, branch)
   solver_ends = np.cumsum([s.get("stopped_at", s["max_iter"]) for s in solvers])
   assert [step for _, step in plan.snapshot_steps()] == list(solver_ends[-len(plan.snapshot_steps()):])
   assert config.model.bn_momentum == 0.95 and config.optim.name == "sgd" and config.optim.momentum == 0.9
@@ -141,6 +151,21 @@ def test_the_chain_jumps_where_the_issue_says():
   smooth_plan = compiled(smooth)
   assert not smooth_plan.momentum_reset.any()
   assert smooth_plan.lr[round(5 * smooth_plan.steps_per_epoch)] == pytest.approx(1.6, rel=1e-3)
+
+
+def test_the_collapsed_ensemble_recipe_takes_only_collapses():
+  _, config = recipe("resnet50_i1k_ce72", "ce")
+  plan = compiled(config)
+  assert [names for _, _, names in plan.branches()] == [["collapse1"], ["collapse2"]]
+  assert [(first, end) for first, end, _ in plan.branches()] == [(7800 + 3750, 7800 + 3750 + 1560),
+                                                                 (7800 + 3750 + 1560 + 4750, 7800 + 3750 + 2 * 1560 + 4750)]
+  budget = plan.budget()
+  assert (budget["main_line"]["steps"], budget["branches"]["steps"], budget["total"]["steps"]) == (22610, 3120, 25730)
+  # cyc2 starts where cyc1's snapshot left the main line: its warmup's first LR, not the collapse's last.
+  assert plan.lr[7800 + 3750 + 1560] == pytest.approx(0.255, rel=1e-9)
+  for name in ("val", "ilsvrc2012"):
+    assert config.evals[name].snapshots == "collapse1,collapse2,collapse"
+  assert config.evals.cycle_snapshots.snapshots == "cyc1,cyc2,cyc3"
 
 
 def test_caffe_solver_keeps_its_images_at_another_batch():

@@ -15,9 +15,9 @@ TINY = "--config=configs/demo_digits.py:tiny"
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
-def horovodrun_train(workdir, data, controller="--gloo", *overrides):
+def horovodrun_train(workdir, data, controller="--gloo", *overrides, config=TINY):
   command = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2",
-             controller, sys.executable, "-m", "tfscale.train", TINY, f"--workdir={workdir}",
+             controller, sys.executable, "-m", "tfscale.train", config, f"--workdir={workdir}",
              f"--config.data.dir={data}", *overrides]
   return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -84,11 +84,11 @@ def epochs_done(workdir) -> int:
   return sum(1 for line in open(path) if line.strip()) if os.path.exists(path) else 0
 
 
-def expected_snapshots() -> list:
+def expected_snapshots(variant: str = "tiny") -> list:
   """What an uninterrupted tiny run on the digits ends with: 1,438 images, global batch 2 × 32."""
   sys.path.insert(0, REPO)
   from configs.demo_digits import get_config
-  plan = schedules.compile_plan(list(get_config("tiny").plan), 1438 // 64, 64)
+  plan = schedules.compile_plan(list(get_config(variant).plan), 1438 // 64, 64)
   return [(f"{name}-{step}", step) for name, step in plan.snapshot_steps()], plan.total_steps
 
 

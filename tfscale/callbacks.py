@@ -55,6 +55,56 @@ class SnapshotAtPhaseEnd(tf_keras.callbacks.Callback):
                    accuracy["top5"])
 
 
+class BranchOffMainLine(tf_keras.callbacks.Callback):
+  """Trains the plan's branches off the main line (the Collapsed Ensemble: member k is the collapse of
+  cycle k's end, and cycle k+1 goes on from cycle k's end as if the collapse had not happened).
+
+  When a branch's first step is next — after the previous step's update (outside EpochEnd's step clock),
+  or at the start of `fit` on a resume at that step — every rank averages its BN statistics, and rank 0
+  writes model and optimizer (weights, BN statistics, velocities) to the workdir's main_line/. After the
+  branch's last update — after SnapshotAtPhaseEnd has written the branch's snapshot and before any
+  checkpoint of that step — rank 0 reads that state back and broadcasts it, and every rank sets the step
+  counter to the step it is at: one step axis, with the main line's state. A run stopped or killed inside
+  the branch resumes from its checkpoint and the file; one stopped after it resumes from a checkpoint that
+  already holds the main line.
+  """
+
+  def __init__(self, plan, workdir: str):
+    super().__init__()
+    self.starts = {first: "+".join(names) for first, _, names in plan.branches()}
+    self.ends = {end: first for first, end, _ in plan.branches()}
+    self.workdir = workdir
+    self.checkpoint, self.kept_at = None, None
+
+  def _keep_if_due(self):
+    step = _step(self.model)
+    if step in self.starts and self.kept_at != step:
+      distributed.average_variables(self.model.non_trainable_variables)
+      if distributed.is_chief():
+        workdir_files.keep_main_line(self.workdir, self.checkpoint, step, self.starts[step])
+        logging.info("branch %s starts at step %d; the main line's state is kept in %s", self.starts[step], step,
+                     workdir_files.path(self.workdir, workdir_files.MAIN_LINE))
+      self.kept_at = step
+
+  def on_train_begin(self, logs=None):
+    # The objects a checkpoint holds (Horovod's optimizer wrapper is the one that was built and restored).
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
+    self._keep_if_due()
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = _step(self.model)
+    if step in self.ends:
+      if distributed.is_chief():
+        self.checkpoint.read(workdir_files.main_line_state(self.workdir, self.ends[step])
+                             ).assert_existing_objects_matched()
+      distributed.broadcast_initial_state(self.model, self.model.optimizer)
+      self.model.optimizer.iterations.assign(step)
+      if distributed.is_chief():
+        logging.info("branch ended at step %d; the main line goes on from its state at step %d", step,
+                     self.ends[step])
+    self._keep_if_due()
+
+
 class EpochEnd(tf_keras.callbacks.Callback):
   """Times the steps, and ends every epoch in one sequence.
 

@@ -19,7 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import tfscale  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow can be imported)
-from tfscale import config_base, datasets
+from tfscale import config_base, datasets, schedules
 from tfscale import workdir as workdir_files
 
 FLAGS = flags.FLAGS
@@ -95,13 +95,18 @@ def markdown_table(result, heading) -> str:
 
 
 def run_summary(workdir: str) -> str:
-  """Markdown: wall time from the first epoch's start to each snapshot, the best validation top-1 seen while
-  training, and the median global images/s (metrics.jsonl; a chained run's time includes the gaps)."""
+  """Markdown: the run's budget (main line + branches = total epochs: what an ensemble cost), wall time
+  from the first epoch's start to each snapshot, the best validation top-1 seen while training, and the
+  median global images/s (metrics.jsonl; a chained run's time includes the gaps)."""
   rows, snapshots = workdir_files.read_metrics(workdir), workdir_files.read_snapshots(workdir)
+  plan = workdir_files.read_plan(workdir)
   if not rows:
     return ""
   start = rows[0]["time"] - rows[0]["epoch_seconds"]
-  lines = ["# Run summary", "", "| snapshot | step | wall time to it | its validation top-1 % |", "|---|---:|---:|---:|"]
+  lines = ["# Run summary", ""]
+  if plan:
+    lines += [f"Training cost: {schedules.budget_line(plan['budget'])}.", ""]
+  lines += ["| snapshot | step | wall time to it | its validation top-1 % |", "|---|---:|---:|---:|"]
   for entry in snapshots:
     row = next((r for r in rows if r["step"] >= entry["step"]), rows[-1])
     minutes = (row["time"] - start) / 60
@@ -117,6 +122,9 @@ def report(workdir: str, results: dict):
   """Rank 0: the tables on stdout; eval.json, eval.md and eval.png in the workdir."""
   print("\n\n".join("\n".join([title(name, r), format_table(r["members"], r["ensemble"])]
                               + diversity_lines(r["members"], r["diversity"])) for name, r in results.items()))
+  plan = workdir_files.read_plan(workdir)
+  if plan:
+    print(f"training cost: {schedules.budget_line(plan['budget'])}")
   workdir_files.write_json(workdir_files.path(workdir, workdir_files.EVAL_JSON), {"evals": results})
   with open(workdir_files.path(workdir, workdir_files.EVAL_MARKDOWN), "w") as f:
     f.write("\n".join([markdown_table(r, title(name, r)) for name, r in results.items()] + [run_summary(workdir)]))

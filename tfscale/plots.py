@@ -34,6 +34,9 @@ def plot_plan(plan, path: str, title: str = ""):
   for axis in (lr_axis, wd_axis):
     _shade_collapses(axis, plan)
     axis.grid(alpha=0.3)
+  for first, end, _ in plan.branches():
+    lr_axis.axvspan(first / plan.steps_per_epoch, end / plan.steps_per_epoch, fill=False, hatch="//",
+                    edgecolor="tab:orange", lw=0)
   for name, step in plan.snapshot_steps():
     lr_axis.axvline(step / plan.steps_per_epoch, color="tab:red", ls="--", lw=0.9)
     lr_axis.annotate(name, (step / plan.steps_per_epoch, plan.lr.max()), rotation=90, va="top", ha="right",
@@ -44,7 +47,8 @@ def plot_plan(plan, path: str, title: str = ""):
   resets = np.flatnonzero(plan.momentum_reset[1:]) + 1  # step 0 starts from zero velocity anyway
   lr_axis.plot(resets / plan.steps_per_epoch, plan.lr[resets], "v", color="tab:purple", ms=5, ls="none")
   lr_axis.set_title(title or f"phase plan: {plan.total_steps} steps, {plan.steps_per_epoch} steps/epoch "
-                    "(shaded: augmentation collapsed; dashed: snapshots; ▼ momentum reset)", fontsize=10)
+                    "(shaded: augmentation collapsed; hatched: branches off the main line; dashed: snapshots; "
+                    "▼ momentum reset)", fontsize=9)
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)

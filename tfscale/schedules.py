@@ -5,12 +5,20 @@ A phase plan is an ordered list of phases (plain dicts, written in the config wi
   name, epochs, lr_shape ('warmup' | 'poly' | 'constant' | 'cosine' | 'step'), lr_start, lr_end, lr_power,
   lr_horizon_epochs (poly only: the curve's length, ≥ epochs; a longer horizon truncates the curve the way
   Caffe's `poly` with max_iter past the stopping point does), weight_decay, augment ('full' | 'collapse'),
-  snapshot (bool), reset_momentum (bool: the optimizer's velocity restarts from zero at the phase's first step)
+  snapshot (bool), reset_momentum (bool: the optimizer's velocity restarts from zero at the phase's first step),
+  branch (bool: the phase is trained off the main line)
 
 or, written with `caffe_solver(...)` from a Caffe solver file's own fields, one solver of a chain (lr_shape
 'caffe'): its length in iterations at the global batch it was run at, and the LR Caffe's SGDSolver computes
 at each of them — warmup and poly both counted from the solver's iteration 0 — with the momentum history
 starting empty, as every `caffe train --weights=…` does.
+
+Branches. Consecutive phases with branch=True form one branch (the Collapsed Ensemble's collapse of a
+cycle's end): it starts from the main line's state at its first step, ends in a snapshot, and hands the
+main line back the state it had before the branch (trainer: callbacks.BranchOffMainLine). There is one
+step axis: a branch's steps sit between the main-line phases around it and every table covers them, so
+a branch costs what it trains. A branch's first phase with lr_start=None starts where the main line is;
+the main-line phase after a branch continues from the main line's LR, as if the branch had not happened.
 
 Learning rates are written per 256 images; `compile_plan` multiplies them by global_batch / 256 (the
 linear scaling rule) — the only place that scaling happens. `lr_start=None` continues from wherever the
@@ -31,7 +39,7 @@ AUGMENT_MODES = ("full", "collapse")
 def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Optional[float] = None,
           lr_power: float = 1.0, weight_decay: float = 0.0, augment: str = "full", snapshot: bool = False,
           lr_decay_epochs: Sequence[float] = (), lr_gamma: float = 0.1,
-          lr_horizon_epochs: Optional[float] = None, reset_momentum: bool = False) -> dict:
+          lr_horizon_epochs: Optional[float] = None, reset_momentum: bool = False, branch: bool = False) -> dict:
   """One phase of the plan, validated. For 'warmup' lr_end is the peak; for 'poly' it is the value the curve
   reaches at its horizon (the phase end unless lr_horizon_epochs is longer)."""
   if lr_shape == "caffe":
@@ -49,13 +57,13 @@ def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Opti
               lr_power=float(lr_power), weight_decay=float(weight_decay), augment=augment,
               snapshot=bool(snapshot), lr_decay_epochs=list(lr_decay_epochs), lr_gamma=float(lr_gamma),
               lr_horizon_epochs=None if lr_horizon_epochs is None else float(lr_horizon_epochs),
-              reset_momentum=bool(reset_momentum))
+              reset_momentum=bool(reset_momentum), branch=bool(branch))
 
 
 def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, global_batch: int, power: float = 1.0,
                  lr_iter: Optional[int] = None, warmup_iter: int = 0, warmup_start_lr: float = 0.0,
                  weight_decay: float = 0.0, stop_iter: Optional[int] = None, augment: str = "full",
-                 snapshot: bool = False) -> dict:
+                 snapshot: bool = False, branch: bool = False) -> dict:
   """One Caffe solver of a chain, from its prototxt fields (absolute LRs at `global_batch`, the batch its
   iterations were run at). `stop_iter`: where the authors stopped it, if before max_iter.
 
@@ -65,6 +73,7 @@ def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, gl
     'poly_cyc':       base_lr·(1 − i/lr_iter)^power        (sara-nl's fork)
     'fixed':          base_lr
   At another global batch B the solver keeps its length in images: step t is iteration t·B/global_batch.
+  branch=True: a `caffe train --weights=<a main-line snapshot>` whose result the main line does not go on from.
   """
   if lr_policy not in CAFFE_POLICIES:
     raise ValueError(f"solver {name!r}: lr_policy {lr_policy!r} is not one of {CAFFE_POLICIES}")
@@ -79,7 +88,7 @@ def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, gl
   return dict(name=name, epochs=None, lr_shape="caffe", lr_start=None, lr_end=0.0, lr_power=float(power),
               weight_decay=float(weight_decay), augment=augment, snapshot=bool(snapshot), lr_decay_epochs=[],
               lr_gamma=0.1, lr_horizon_epochs=None, reset_momentum=True, iterations=int(stop_iter),
-              iteration_batch=int(global_batch),
+              iteration_batch=int(global_batch), branch=bool(branch),
               caffe=dict(policy=lr_policy, base_lr=base_lr * per_256, warmup_start_lr=warmup_start_lr * per_256,
                          power=float(power), warmup_iter=int(warmup_iter), max_iter=int(max_iter),
                          lr_iter=None if lr_iter is None else int(lr_iter)))
@@ -168,7 +177,9 @@ class CompiledPlan:
   weight_decay: np.ndarray      # float64
   collapse: np.ndarray          # bool: scale/aspect augmentation off
   momentum_reset: np.ndarray    # bool: the velocity is zeroed before this step's update
+  branch: np.ndarray            # bool: the step trains a branch off the main line
   steps_per_epoch: int
+  global_batch: int
 
   @property
   def total_steps(self) -> int:
@@ -181,6 +192,29 @@ class CompiledPlan:
   def snapshot_steps(self) -> List[tuple]:
     """[(phase name, step after its last update)] of every phase that ends in a snapshot."""
     return [(p["name"], int(self.boundaries[i + 1])) for i, p in enumerate(self.phases) if p["snapshot"]]
+
+  def branches(self) -> List[tuple]:
+    """[(first step, step after the last, names of its phases)] of every branch: the main line's state is
+    kept before `first` and put back after the last step's update."""
+    found = []
+    for i, p in enumerate(self.phases):
+      if not p["branch"]:
+        continue
+      if i and self.phases[i - 1]["branch"]:
+        first, _, names = found[-1]
+        found[-1] = (first, int(self.boundaries[i + 1]), names + [p["name"]])
+      else:
+        found.append((int(self.boundaries[i]), int(self.boundaries[i + 1]), [p["name"]]))
+    return found
+
+  def budget(self) -> dict:
+    """Steps, epochs and images of the main line, of the branches and of both (the run's whole cost)."""
+    def cost(steps):
+      return {"steps": int(steps), "epochs": steps / self.steps_per_epoch, "images": int(steps) * self.global_batch}
+    branch_steps = int(self.branch.sum())
+    return {"main_line": cost(self.total_steps - branch_steps), "branches": cost(branch_steps),
+            "total": cost(self.total_steps), "steps_per_epoch": self.steps_per_epoch,
+            "global_batch": self.global_batch}
 
 
 def phase_ends(phases: Sequence[dict], steps_per_epoch: int, global_batch: int) -> np.ndarray:
@@ -231,25 +265,46 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
     raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
   scale = global_batch / 256.0 * lr_scale
   boundaries = np.concatenate([[0], phase_ends(phases, steps_per_epoch, global_batch)])
-  lr, wd, collapse, reset = [], [], [], []
-  previous_end = None
+  phases = [{"branch": False, **dict(p)} for p in phases]  # plans saved before branches existed have no key
+  _check_branches(phases)
+  lr, wd, collapse, reset, branch = [], [], [], [], []
+  previous_end = main_line_end = None  # where the LR curve stopped: the last phase's, the main line's
   for i, p in enumerate(phases):
     n = int(boundaries[i + 1] - boundaries[i])
     if n <= 0:
       raise ValueError(f"phase {p['name']!r} is 0 steps long at {steps_per_epoch} steps/epoch, global batch "
                        f"{global_batch}")
+    if not p["branch"] or not phases[i - 1]["branch"]:
+      previous_end = main_line_end  # a branch starts where the main line is; the main line resumes where it was
     start = previous_end if p["lr_start"] is None else p["lr_start"] * scale
     if start is None:
       if p["lr_shape"] not in ("warmup", "caffe"):
         raise ValueError(f"phase {p['name']!r} is first: give it an lr_start")
       start = 0.0
     values, previous_end = _phase_lr(p, n, start, scale, steps_per_epoch, global_batch)
+    if not p["branch"]:
+      main_line_end = previous_end
     lr.append(values)
     wd.append(np.full(n, p["weight_decay"]))
     collapse.append(np.full(n, p["augment"] == "collapse"))
     reset.append(np.arange(n) == 0 if p["reset_momentum"] else np.zeros(n, bool))
+    branch.append(np.full(n, p["branch"]))
   return CompiledPlan(list(phases), boundaries, np.concatenate(lr), np.concatenate(wd),
-                      np.concatenate(collapse), np.concatenate(reset), steps_per_epoch)
+                      np.concatenate(collapse), np.concatenate(reset), np.concatenate(branch), steps_per_epoch,
+                      global_batch)
+
+
+def _check_branches(phases: Sequence[dict]):
+  """A branch leaves a main line that exists (not the first phase) and ends in a snapshot (else it would
+  train for nothing)."""
+  for i, p in enumerate(phases):
+    if not p["branch"]:
+      continue
+    if i == 0:
+      raise ValueError(f"phase {p['name']!r}: the first phase cannot be a branch (there is no main line to leave)")
+    last = i + 1 == len(phases) or not phases[i + 1]["branch"]
+    if last and not p["snapshot"]:
+      raise ValueError(f"phase {p['name']!r}: a branch must end in a snapshot (its last phase needs snapshot=True)")
 
 
 def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:
@@ -260,7 +315,8 @@ def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:
 
 def plan_table(plan: CompiledPlan) -> str:
   """The plan as a fixed-width table for the start-up log."""
-  rows = [("phase", "epochs", "steps", "lr shape", "lr first→last", "wd", "augment", "momentum", "snapshot")]
+  rows = [("phase", "epochs", "steps", "lr shape", "lr first→last", "wd", "augment", "momentum", "snapshot",
+           "line")]
   for i, p in enumerate(plan.phases):
     a, b = int(plan.boundaries[i]), int(plan.boundaries[i + 1])
     if p["lr_shape"] == "caffe":
@@ -270,6 +326,16 @@ def plan_table(plan: CompiledPlan) -> str:
       shape = p["lr_shape"] + (f"^{p['lr_power']:g}" if p["lr_shape"] in ("poly", "warmup") else "")
     rows.append((p["name"], f"{(b - a) / plan.steps_per_epoch:.4g}", f"{a}-{b - 1}", shape,
                  f"{plan.lr[a]:.4g}→{plan.lr[b - 1]:.4g}", f"{p['weight_decay']:.2g}", p["augment"],
-                 "reset" if plan.momentum_reset[a] else "", "yes" if p["snapshot"] else ""))
+                 "reset" if plan.momentum_reset[a] else "", "yes" if p["snapshot"] else "",
+                 "branch" if p["branch"] else "main"))
   widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-  return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+  table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+  return table + "\nbudget: " + budget_line(plan.budget())
+
+
+def budget_line(budget: dict) -> str:
+  """'main line E epochs + branches E epochs = E epochs (S steps, I images at global batch B)'."""
+  main, branches, total = budget["main_line"], budget["branches"], budget["total"]
+  return (f"main line {main['epochs']:.4g} epochs + branches {branches['epochs']:.4g} epochs = "
+          f"{total['epochs']:.4g} epochs ({total['steps']:,} steps, {total['images']:,} images at global batch "
+          f"{budget['global_batch']:,})")

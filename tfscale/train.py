@@ -31,6 +31,9 @@ def preflight(config, workdir):
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   datasets.check_rank_sharding(info, "train", datasets.world_size_from_environment(),
                                config.data.record_sharding_fallback)
+  if config.train.elastic and any(p.get("branch") for p in config.plan):
+    raise config_base.ConfigError("train.elastic cannot run a plan with branches (a re-formed world is not "
+                                  "tested to hand the main line back); run it on a fixed set of ranks")
   workdir_files.check_writable(workdir)
   if run_control.rank_from_environment() == 0:
     run_control.hold_workdir(workdir)  # one live run per workdir (rank 0 writes it)

@@ -139,13 +139,15 @@ def announce(config, info, plan, workdir, intra, inter):
                     "scaled by %d/256 (linear rule) and the accuracy it targets may not be reached",
                     reference, global_batch_size(config), global_batch_size(config))
   logging.info("phase plan:\n%s", schedules.plan_table(plan))
+  workdir_files.write_plan(workdir, plan)
   plots.plot_plan(plan, workdir_files.path(workdir, workdir_files.PLAN_PLOT))
 
 
 def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping, stop, run_log) -> list:
   """The training loop's callbacks, declared once in the order they run (callbacks.py says why):
-  EpochEnd first (its clock brackets the step alone), then what acts inside the epoch, the checkpoint, and
-  last the agreed stop (a stop at a snapshot step keeps the snapshot)."""
+  EpochEnd first (its clock brackets the step alone), then what acts inside the epoch, the snapshot, the
+  branch's hand-back of the main line (after its snapshot, before any checkpoint of that step), the
+  checkpoint, and last the agreed stop (a stop at a snapshot step keeps the snapshot)."""
   epoch_end = callbacks.EpochEnd(plan, config.train.batch_per_rank, workdir, validate,
                                  config.train.validate_every_epochs, stop, run_log)
   progress = distributed.is_chief() and (config.train.progress == "on" or (
@@ -158,6 +160,7 @@ def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm
       callbacks.ProgressBar(epoch_end, config.train.batch_per_rank, plan.steps_per_epoch) if progress else None,
       callbacks.StopAtStep(plan.total_steps),
       callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
+      callbacks.BranchOffMainLine(plan, workdir) if plan.branches() else None,
       callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs,
                                    config.train.checkpoint_every_steps),
       stop,

@@ -2,6 +2,9 @@
 
   config.json          the resolved config (rank 0, at start-up)
   checkpoints/         model + optimizer state (tf.train.CheckpointManager), for resuming
+  main_line/           the main line's model + optimizer state kept while a branch trains (state.*, a
+                       tf.train.Checkpoint, and state.json naming the step it was kept at)
+  plan.json            the compiled phase plan: each phase's steps, main line or branch, and the budget
   snapshots/<name>/    model.json + weights.h5 + snapshot.json: one Collapsed-Ensemble member each
   snapshots.json       the index of snapshots, in the order they were taken
   metrics.jsonl        one JSON row per epoch (appended by rank 0)
@@ -16,6 +19,8 @@ import os
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
+MAIN_LINE = "main_line"
+PLAN = "plan.json"
 SNAPSHOTS = "snapshots"
 SNAPSHOT_INDEX = "snapshots.json"
 METRICS = "metrics.jsonl"
@@ -42,17 +47,17 @@ def check_writable(workdir: str):
 
 def read_run(workdir: str, chosen: str = "all"):
   """(config, snapshot entries) of a finished or running training run; `chosen`: 'all' or comma-separated
-  snapshot names."""
+  snapshot names or phase names (a phase's name chooses its snapshot whatever step the batch put it at)."""
   for name in (CONFIG, SNAPSHOT_INDEX):
     if not os.path.exists(path(workdir or "", name)):
       raise WorkdirError(f"{workdir!r} has no {name}: is it a tfscale.train workdir with snapshots?")
   config, snapshots = read_config(workdir), read_snapshots(workdir)
   if chosen != "all":
     wanted = chosen.split(",")
-    unknown = sorted(set(wanted) - {s["name"] for s in snapshots})
+    unknown = sorted(set(wanted) - {s["name"] for s in snapshots} - {s["phase"] for s in snapshots})
     if unknown:
       raise WorkdirError(f"unknown snapshots {unknown}; {workdir} has {[s['name'] for s in snapshots]}")
-    snapshots = [s for s in snapshots if s["name"] in wanted]
+    snapshots = [s for s in snapshots if s["name"] in wanted or s["phase"] in wanted]
   if not snapshots:
     raise WorkdirError(f"{workdir} has no snapshots yet")
   return config, snapshots
@@ -83,6 +88,48 @@ def read_config(workdir: str):
   with open(path(workdir, CONFIG)) as f:
     config.update(json.load(f))
   return config
+
+
+def write_plan(workdir: str, plan):
+  """plan.json: the budget and, per phase, its steps [first, end) and whether it is a branch."""
+  phases = [{"name": p["name"], "first_step": int(plan.boundaries[i]), "end_step": int(plan.boundaries[i + 1]),
+             "branch": bool(p["branch"]), "snapshot": bool(p["snapshot"]), "augment": p["augment"]}
+            for i, p in enumerate(plan.phases)]
+  write_json(path(workdir, PLAN), {"budget": plan.budget(), "phases": phases})
+
+
+def read_plan(workdir: str):
+  """plan.json, or None for a run written before it existed."""
+  if not os.path.exists(path(workdir, PLAN)):
+    return None
+  with open(path(workdir, PLAN)) as f:
+    return json.load(f)
+
+
+def keep_main_line(workdir: str, checkpoint, step: int, branch: str):
+  """Writes `checkpoint` (model + optimizer) as the main line's state before the branch that starts at
+  `step`; state.json is written last, so a state it names is complete."""
+  directory = path(workdir, MAIN_LINE)
+  os.makedirs(directory, exist_ok=True)
+  if os.path.exists(os.path.join(directory, "state.json")):
+    os.remove(os.path.join(directory, "state.json"))
+  checkpoint.write(os.path.join(directory, "state"))
+  write_json(os.path.join(directory, "state.json"), {"step": step, "branch": branch})
+
+
+def main_line_state(workdir: str, step: int) -> str:
+  """The checkpoint prefix of the main line's state kept at `step` (for tf.train.Checkpoint.read)."""
+  directory = path(workdir, MAIN_LINE)
+  try:
+    with open(os.path.join(directory, "state.json")) as f:
+      kept = json.load(f)
+  except OSError:
+    kept = None
+  if not kept or kept["step"] != step:
+    raise WorkdirError(f"{directory} does not hold the main line's state at step {step} (it holds "
+                       f"{'step ' + str(kept['step']) if kept else 'nothing'}): the branch cannot hand the main "
+                       "line back; restart the run from a checkpoint before the branch")
+  return os.path.join(directory, "state")
 
 
 def read_snapshots(workdir: str) -> list:

@@ -1,19 +1,21 @@
 r"""Does the Collapsed Ensemble pay? The paper's comparison on the distorted digits, repeated over seeds.
 
-  python -m tfscale_tools.ensemble_study                       # 5 seeds, 2 ranks: ≈ 25 min on 2 cores
-  python -m tfscale_tools.ensemble_study --seeds=1,2,3 --out=runs/study
+  python -m tfscale_tools.ensemble_study                       # 5 seeds × 3 arms, 2 ranks: ≈ 40 min on 2 cores
+  python -m tfscale_tools.ensemble_study --seeds=1,2 --arms=branched,branched_late --holdout=tune \
+      --data=data/digits_distorted_tune --out=runs/study_tune   # choosing a setting: the tuning split only
 
-For every seed, with the same epochs, global batch and initial weights (configs/digits_distorted.py):
-  (a) one warmup + poly run (variant `single`), its final snapshot;
-  (b) the re-warmup/collapse run's final snapshot;
-  (c) that run's Collapsed Ensemble (mean probabilities of its collapse snapshots);
-  (d) the mean of (c)'s members.
-Evaluated on the task's reported validation split (1,617 held-out digit renderings) by tfscale.evaluate.
-Writes study.json, study.md (mean ± standard deviation, paired differences and how many seeds each is
-positive) and study.png to --out. The data are built first if missing (the same data_prep path as
-ImageNet). Recipes were chosen on the tuning split (`data_prep.digits --holdout=tune`), never this one.
+For every seed, at the same total images seen (main line + branches), global batch and initial weights
+(configs/digits_distorted.py; each run's plan.json budget is checked equal):
+  single      one warmup + poly run (variant `single`), its final snapshot;
+  sequential  collapses in sequence, each re-warmup starting from the collapsed weights (variant
+              `sequential`: close to Huang et al.'s Snapshot Ensembles), and their ensemble;
+  branched    collapses branched off the main line, which goes on from the weights before each (the
+              default variant: the authors' Collapsed Ensemble), and their ensemble.
+Each ensemble is reported with its members (mean, best, final) and their mean pairwise disagreement.
+Evaluated on the task's validation split by tfscale.evaluate. Writes study.json, study.md (mean ±
+standard deviation, paired differences and how many seeds each is positive) and study.png to --out. The
+data are built first if missing (the same data_prep path as ImageNet).
 """
-import json
 import os
 import statistics
 import subprocess
@@ -22,15 +24,22 @@ import time
 
 from absl import app, flags
 
+from tfscale import workdir as workdir_files
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["1", "2", "3", "4", "5"], "config.seed of each repetition.")
 flags.DEFINE_string("out", "runs/ensemble_study", "Where runs, study.json, study.md and study.png go.")
 flags.DEFINE_string("data", "data/digits_distorted", "Where the distorted digits' raw tree and shards go.")
+flags.DEFINE_enum("holdout", "report", ["report", "tune"], "Which validation split the data are built with "
+                  "(data_prep.digits --holdout): settings are chosen on 'tune' only.")
 flags.DEFINE_integer("np", 2, "Horovod ranks per training run.")
-flags.DEFINE_string("config", "configs/digits_distorted.py", "The recipe: default variant = collapse run, "
-                    ":single = the baseline.")
+flags.DEFINE_string("config", "configs/digits_distorted.py", "The recipe whose variants the arms are.")
 
-ARMS = {"single": ":single", "collapse": ""}
+ARMS = {"single": ":single", "sequential": ":sequential", "branched": "", "branched_late": ":branched_late"}
+flags.DEFINE_list("arms", ["single", "sequential", "branched"], f"Which of {sorted(ARMS)} to run.")
+# (a, b): the paired differences reported, where both arms ran.
+PAIRS = [("branched", "single"), ("sequential", "single"), ("branched", "sequential"),
+         ("branched_late", "branched")]
 
 
 def _run(argv, log_path):
@@ -43,14 +52,15 @@ def build_data(data: str) -> str:
   shards = os.path.join(data, "tfrecords")
   if not os.path.exists(os.path.join(shards, "manifest.json")):
     raw = os.path.join(data, "raw")
-    subprocess.run([sys.executable, "-m", "data_prep.digits", "--task=distorted", f"--output_dir={raw}"], check=True)
+    subprocess.run([sys.executable, "-m", "data_prep.digits", "--task=distorted", f"--holdout={FLAGS.holdout}",
+                    f"--output_dir={raw}"], check=True)
     subprocess.run([sys.executable, "-m", "data_prep.imagenet1k", f"--raw_dir={raw}", f"--output_dir={shards}",
                     "--train_shards=8", "--val_shards=2"], check=True)
   return shards
 
 
-def train_and_evaluate(arm: str, seed: int, shards: str) -> dict:
-  """One training run (fresh workdir) and its evaluation; eval.json's result."""
+def train_and_evaluate(arm: str, seed: int, shards: str) -> tuple:
+  """One training run (fresh workdir) and its evaluation: (eval.json's result, plan.json's budget)."""
   workdir = os.path.join(FLAGS.out, f"{arm}-seed{seed}")
   subprocess.run(["rm", "-rf", workdir], check=True)
   os.makedirs(workdir)
@@ -59,70 +69,86 @@ def train_and_evaluate(arm: str, seed: int, shards: str) -> dict:
         f"--config={FLAGS.config}{ARMS[arm]}", f"--workdir={workdir}", f"--config.data.dir={shards}",
         f"--config.seed={seed}"], os.path.join(workdir, "train.log"))
   _run([sys.executable, "-m", "tfscale.evaluate", f"--workdir={workdir}"], os.path.join(workdir, "evaluate.log"))
-  with open(os.path.join(workdir, "eval.json")) as f:
-    return json.load(f)["evals"]["val"]
+  return workdir_files.read_eval(workdir)["evals"]["val"], workdir_files.read_plan(workdir)["budget"]
 
 
-def seed_row(seed: int, single: dict, collapse: dict) -> dict:
-  """Top-1 (%) of the four contenders for one seed, and the collapse run's diversity."""
-  members = [100 * m["top1"] for m in collapse["members"]]
-  return {"seed": seed, "single": 100 * single["members"][-1]["top1"], "final_snapshot": members[-1],
-          "ensemble": 100 * collapse["ensemble"]["top1"], "mean_member": statistics.mean(members),
-          "best_member": max(members), "members": members,
-          "mean_disagreement": 100 * collapse["diversity"]["mean_disagreement"], "images": collapse["count"]}
+def arm_result(result: dict) -> dict:
+  """Top-1 (%) of an arm's ensemble and members, and the members' mean pairwise disagreement (%)."""
+  members = [100 * m["top1"] for m in result["members"]]
+  return {"ensemble": 100 * result["ensemble"]["top1"], "members": members, "final": members[-1],
+          "mean_member": statistics.mean(members), "best_member": max(members),
+          "disagreement": 100 * result["diversity"]["mean_disagreement"]}
 
 
-def summarize(rows: list) -> dict:
-  """Mean ± sample standard deviation of each contender; paired differences and their positive counts."""
-  def stats(values):
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
-  summary = {key: stats([r[key] for r in rows])
-             for key in ("single", "final_snapshot", "ensemble", "mean_member", "best_member", "mean_disagreement")}
-  for name, (a, b) in {"ensemble - single": ("ensemble", "single"),
-                       "ensemble - best_member": ("ensemble", "best_member"),
-                       "ensemble - mean_member": ("ensemble", "mean_member"),
-                       "final_snapshot - single": ("final_snapshot", "single")}.items():
-    differences = [r[a] - r[b] for r in rows]
-    summary[name] = {**stats(differences), "positive": sum(d > 0 for d in differences),
-                     "ties": sum(d == 0 for d in differences), "seeds": len(differences)}
+def check_budgets(budgets: dict):
+  """Every arm saw the same number of training images (main line + branches)."""
+  images = {arm: b["total"]["images"] for arm, b in budgets.items()}
+  if len(set(images.values())) != 1:
+    raise SystemExit(f"ensemble_study: the arms' budgets differ ({images} images): not a fair comparison")
+
+
+def _stats(values):
+  return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+          "values": values}
+
+
+def summarize(rows: list, arms: list) -> dict:
+  """Mean ± sample standard deviation of each arm's figures; paired ensemble differences (and final
+  snapshot minus single run) with how many seeds each is positive."""
+  summary = {arm: {key: _stats([r[arm][key] for r in rows])
+                   for key in ("ensemble", "final", "mean_member", "best_member", "disagreement")} for arm in arms}
+  pairs = [(f"{a} ensemble - {b} ensemble", a, "ensemble", b, "ensemble") for a, b in PAIRS if a in arms and b in arms]
+  pairs += [(f"{a} ensemble - its mean member", a, "ensemble", a, "mean_member") for a in arms if a != "single"]
+  pairs += [(f"{a} final snapshot - single run", a, "final", "single", "final")
+            for a in arms if a != "single" and "single" in arms]
+  summary["differences"] = {}
+  for name, a, key_a, b, key_b in pairs:
+    differences = [r[a][key_a] - r[b][key_b] for r in rows]
+    summary["differences"][name] = {**_stats(differences), "positive": sum(d > 0 for d in differences),
+                                    "ties": sum(d == 0 for d in differences), "seeds": len(differences)}
   return summary
 
 
-def markdown(rows: list, summary: dict, minutes: float) -> str:
-  lines = [f"# Collapsed Ensemble vs one run, {len(rows)} seeds ({rows[0]['images']} validation images, "
-           f"{minutes:.0f} min)", "",
-           "| seed | (a) single run | (b) final snapshot | (c) ensemble | (d) mean member | best member | "
-           "members disagree % |", "|---:|---:|---:|---:|---:|---:|---:|"]
+def markdown(rows: list, arms: list, summary: dict, budget: dict, minutes: float) -> str:
+  lines = [f"# Collapsed Ensemble study: {', '.join(arms)}; {len(rows)} seeds, {rows[0]['images']} validation "
+           f"images, {minutes:.0f} min", "", f"Every arm's budget: {budget['total']['epochs']:.4g} epochs, "
+           f"{budget['total']['images']:,} images.", "",
+           "Top-1 %: the ensemble, then its members (last = final snapshot); members' mean pairwise disagreement.", "",
+           "| seed | " + " | ".join(f"{arm} ensemble | {arm} members | {arm} disagree" if arm != "single"
+                                     else "single run" for arm in arms) + " |",
+           "|---:|" + "".join("---:|" if arm == "single" else "---:|---|---:|" for arm in arms)]
   for r in rows:
-    lines.append(f"| {r['seed']} | {r['single']:.2f} | {r['final_snapshot']:.2f} | {r['ensemble']:.2f} | "
-                 f"{r['mean_member']:.2f} | {r['best_member']:.2f} | {r['mean_disagreement']:.2f} |")
-  cell = lambda key: f"{summary[key]['mean']:.2f} ± {summary[key]['std']:.2f}"
-  lines.append(f"| **mean ± sd** | {cell('single')} | {cell('final_snapshot')} | {cell('ensemble')} | "
-               f"{cell('mean_member')} | {cell('best_member')} | {cell('mean_disagreement')} |")
+    cells = [f"{r[arm]['final']:.2f}" if arm == "single" else
+             f"{r[arm]['ensemble']:.2f} | {' / '.join(f'{m:.2f}' for m in r[arm]['members'])} | "
+             f"{r[arm]['disagreement']:.2f}" for arm in arms]
+    lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
+  cell = lambda arm, key: f"{summary[arm][key]['mean']:.2f} ± {summary[arm][key]['std']:.2f}"
+  lines.append("| **mean ± sd** | " + " | ".join(
+      cell(arm, "final") if arm == "single" else
+      f"{cell(arm, 'ensemble')} | mean {cell(arm, 'mean_member')}, best {cell(arm, 'best_member')} | "
+      f"{cell(arm, 'disagreement')}" for arm in arms) + " |")
   lines += ["", "| paired difference (top-1 points) | mean ± sd | positive in |", "|---|---:|---|"]
-  for key in ("ensemble - single", "ensemble - best_member", "ensemble - mean_member", "final_snapshot - single"):
-    s = summary[key]
+  for key, s in summary["differences"].items():
     ties = f" ({s['ties']} tied)" if s["ties"] else ""
-    lines.append(f"| {key.replace('_', ' ')} | {s['mean']:+.2f} ± {s['std']:.2f} | {s['positive']} of "
-                 f"{s['seeds']} seeds{ties} |")
+    lines.append(f"| {key} | {s['mean']:+.2f} ± {s['std']:.2f} | {s['positive']} of {s['seeds']} seeds{ties} |")
   return "\n".join(lines) + "\n"
 
 
-def plot(rows: list, path: str):
+def plot(rows: list, arms: list, path: str):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  keys = [("single", "(a) single run"), ("final_snapshot", "(b) final snapshot"), ("ensemble", "(c) ensemble"),
-          ("mean_member", "(d) mean member")]
-  figure, axis = plt.subplots(figsize=(7.5, 4.5))
+  columns = [(arm, "final", "single run") if arm == "single" else (arm, key, f"{arm}\n{label}")
+             for arm in arms for key, label in (("mean_member", "mean member"), ("ensemble", "ensemble"))
+             if arm != "single" or key == "ensemble"]
+  figure, axis = plt.subplots(figsize=(1.6 * len(columns) + 2, 4.5))
   for r in rows:
-    axis.plot(range(len(keys)), [r[k] for k, _ in keys], "o-", color="0.6", lw=0.8, ms=4)
-  means = [statistics.mean(r[k] for r in rows) for k, _ in keys]
-  axis.plot(range(len(keys)), means, "s-", color="tab:red", lw=2, ms=7, label="mean over seeds")
-  axis.set_xticks(range(len(keys)), [label for _, label in keys])
+    axis.plot(range(len(columns)), [r[arm][key] for arm, key, _ in columns], "o-", color="0.6", lw=0.8, ms=4)
+  means = [statistics.mean(r[arm][key] for r in rows) for arm, key, _ in columns]
+  axis.plot(range(len(columns)), means, "s-", color="tab:red", lw=2, ms=7, label="mean over seeds")
+  axis.set_xticks(range(len(columns)), [label for _, _, label in columns], fontsize=8)
   axis.set_ylabel("validation top-1 %")
-  axis.set_title(f"distorted digits, {len(rows)} seeds, same epochs and global batch (grey: one seed)", fontsize=10)
+  axis.set_title(f"distorted digits, {len(rows)} seeds, equal images seen (grey: one seed)", fontsize=10)
   axis.grid(alpha=0.3)
   axis.legend(fontsize=8)
   figure.tight_layout()
@@ -133,24 +159,33 @@ def plot(rows: list, path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  unknown = sorted(set(FLAGS.arms) - set(ARMS))
+  if unknown:
+    raise app.UsageError(f"unknown arms {unknown} (known: {sorted(ARMS)})")
   start = time.time()
   os.makedirs(FLAGS.out, exist_ok=True)
   shards = build_data(FLAGS.data)
   rows = []
   for seed in map(int, FLAGS.seeds):
-    results = {arm: train_and_evaluate(arm, seed, shards) for arm in ARMS}
-    rows.append(seed_row(seed, results["single"], results["collapse"]))
-    print(f"seed {seed}: single {rows[-1]['single']:.2f}  final snapshot {rows[-1]['final_snapshot']:.2f}  "
-          f"ensemble {rows[-1]['ensemble']:.2f}  members {', '.join(f'{m:.2f}' for m in rows[-1]['members'])}",
-          flush=True)
-  summary = summarize(rows)
+    results, budgets = {}, {}
+    for arm in FLAGS.arms:
+      results[arm], budgets[arm] = train_and_evaluate(arm, seed, shards)
+    check_budgets(budgets)
+    rows.append({"seed": seed, "images": results[FLAGS.arms[0]]["count"],
+                 **{arm: arm_result(result) for arm, result in results.items()}})
+    print(f"seed {seed}: " + "  ".join(f"{arm} {rows[-1][arm]['ensemble']:.2f} (members "
+                                       f"{', '.join(f'{m:.2f}' for m in rows[-1][arm]['members'])})"
+                                       for arm in FLAGS.arms), flush=True)
+  summary = summarize(rows, FLAGS.arms)
   minutes = (time.time() - start) / 60
-  with open(os.path.join(FLAGS.out, "study.json"), "w") as f:
-    json.dump({"rows": rows, "summary": summary, "minutes": minutes, "config": FLAGS.config}, f, indent=1)
-  text = markdown(rows, summary, minutes)
+  budget = budgets[FLAGS.arms[0]]
+  workdir_files.write_json(os.path.join(FLAGS.out, "study.json"), {
+      "rows": rows, "summary": summary, "minutes": minutes, "config": FLAGS.config, "arms": FLAGS.arms,
+      "budgets": budgets, "data": FLAGS.data, "holdout": FLAGS.holdout})
+  text = markdown(rows, FLAGS.arms, summary, budget, minutes)
   with open(os.path.join(FLAGS.out, "study.md"), "w") as f:
     f.write(text)
-  plot(rows, os.path.join(FLAGS.out, "study.png"))
+  plot(rows, FLAGS.arms, os.path.join(FLAGS.out, "study.png"))
   print("\n" + text + f"\n{FLAGS.out}/study.md, study.json, study.png")
 
 

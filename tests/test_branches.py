@@ -1,0 +1,178 @@
+"""Collapses branched off the main line, on 2 Horovod ranks: the main line gets back exactly the state it had
+before the branch, and a run stopped or killed inside a branch, or between a branch and the next main-line
+step, resumes to the snapshots of an uninterrupted run.
+
+The tiny branched digits plan (configs/demo_digits.py:tiny_branched, 22 steps per epoch at 2 × 32): warmup [0, 22), cycle1
+[22, 44), the branch collapse1 [44, 66) ending in a snapshot, the main line's collapse [66, 110).
+"""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import test_resilience
+from test_resilience import kill_tree, training_workers, wait_for
+
+BRANCH_START, BRANCH_END = 44, 66
+TINY_BRANCHED = "--config=configs/demo_digits.py:tiny_branched"
+
+
+def horovodrun_train(workdir, data, controller, *overrides):
+  return test_resilience.horovodrun_train(workdir, data, controller, *overrides, config=TINY_BRANCHED)
+
+
+def expected_snapshots():
+  return test_resilience.expected_snapshots("tiny_branched")
+
+
+def test_the_tiny_plan_has_the_branch_these_tests_expect():
+  import sys
+  from conftest import REPO
+  sys.path.insert(0, REPO)
+  from configs.demo_digits import get_config
+  from tfscale import schedules
+  plan = schedules.compile_plan(list(get_config("tiny_branched").plan), 1438 // 64, 64)
+  assert plan.branches() == [(BRANCH_START, BRANCH_END, ["collapse1"])]
+
+
+def latest_step(workdir) -> int:
+  """The step of the checkpoint the index names (read as text: the test polls it while the run writes)."""
+  try:
+    text = (workdir / "checkpoints" / "checkpoint").read_text()
+  except OSError:
+    return -1
+  return int(text.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
+
+
+def branch_started(workdir) -> bool:
+  return (workdir / "main_line" / "state.json").exists()
+
+
+def checkpoint_values(prefix) -> dict:
+  """Every saved variable (weights, BN statistics, optimizer velocities) but the step counters."""
+  import tensorflow as tf
+  reader = tf.train.load_checkpoint(str(prefix))
+  return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+          if "VARIABLE_VALUE" in key and "iter" not in key and "save_counter" not in key}
+
+
+def assert_same_state(a: dict, b: dict, what: str):
+  assert sorted(a) == sorted(b) and len(a) > 50, what
+  assert any("velocity" in key or "optimizer" in key for key in a), "no optimizer slots in the state"
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=f"{what}: {key}")
+
+
+def snapshot_weights(workdir, name) -> list:
+  from tfscale import workdir as workdir_files
+  entry = next(s for s in json.loads((workdir / "snapshots.json").read_text()) if s["name"] == name)
+  return [w.numpy() for w in workdir_files.load_snapshot(str(workdir), entry).weights]
+
+
+def main_line_weights(workdir, prefix) -> list:
+  """The model weights of a checkpoint, in the snapshot model's variable order."""
+  import tensorflow as tf
+  from tfscale import workdir as workdir_files
+  entry = json.loads((workdir / "snapshots.json").read_text())[0]
+  model = workdir_files.load_snapshot(str(workdir), entry)
+  tf.train.Checkpoint(model=model).read(str(prefix)).expect_partial()
+  return [w.numpy() for w in model.weights]
+
+
+def stop_ranks(job, signum):
+  ranks = training_workers(job, "HOROVOD_RANK=0") + training_workers(job, "HOROVOD_RANK=1")
+  assert len(ranks) == 2, ranks
+  for pid in ranks:
+    os.kill(pid, signum)
+
+
+def finish_and_check(workdir, shards, *overrides):
+  """Reruns the same command; it must end with the uninterrupted run's snapshots and last step."""
+  rerun = horovodrun_train(workdir, shards, "--gloo", *overrides)
+  output = rerun.communicate(timeout=600)[0]
+  assert rerun.returncode == 0, output[-3000:]
+  expected, total_steps = expected_snapshots()
+  assert [(s["name"], s["step"]) for s in json.loads((workdir / "snapshots.json").read_text())] == expected
+  assert latest_step(workdir) == total_steps
+  return output
+
+
+def test_sigterm_inside_the_branch_resumes_the_branch(digits_shards, tmp_path):
+  workdir = tmp_path / "run"
+  job = horovodrun_train(workdir, digits_shards, "--gloo")
+  try:
+    wait_for(lambda: branch_started(workdir) or job.poll() is not None, 400, "the branch's start")
+    assert job.poll() is None
+    stop_ranks(job, signal.SIGTERM)
+    output = job.communicate(timeout=120)[0]
+  finally:
+    kill_tree(job)
+  assert "tfscale.train: stopped at step" in output, output[-3000:]
+  stopped = latest_step(workdir)
+  assert BRANCH_START < stopped < BRANCH_END, f"stopped at {stopped}, outside the branch"
+  assert not (workdir / "snapshots.json").exists() or "collapse1" not in (workdir / "snapshots.json").read_text()
+  output = finish_and_check(workdir, digits_shards)
+  assert "resuming from" in output and f"at step {stopped}" in output
+  assert f"the main line goes on from its state at step {BRANCH_START}" in output
+
+
+def test_sigkill_inside_the_branch_resumes_from_its_checkpoint_and_the_kept_state(digits_shards, tmp_path):
+  workdir = tmp_path / "run"
+  every_4_steps = "--config.train.checkpoint_every_steps=4"
+  job = horovodrun_train(workdir, digits_shards, "--gloo", every_4_steps)
+  try:
+    wait_for(lambda: latest_step(workdir) > BRANCH_START or job.poll() is not None, 400, "a checkpoint in the branch")
+    assert job.poll() is None
+  finally:
+    kill_tree(job)
+  killed_at = latest_step(workdir)
+  assert BRANCH_START < killed_at < BRANCH_END, f"the kill came at step {killed_at}, outside the branch"
+  finish_and_check(workdir, digits_shards, every_4_steps)
+
+
+def test_stop_between_the_branch_and_the_main_line_hands_back_the_kept_state(digits_shards, tmp_path):
+  """Ranks agree on stops once per epoch here (22 steps), so a SIGTERM sent inside the branch stops at its
+  end, step 66: after the branch's snapshot and the main line's hand-back, before its next step. That
+  checkpoint, the kept state and the checkpoint before the branch (step 44) hold the same weights, BN
+  statistics and velocities; the branch's snapshot does not."""
+  workdir = tmp_path / "run"
+  once_per_epoch = "--config.train.stop_check_every_steps=22"
+  keep_all = "--config.train.keep_checkpoints=10"
+  job = horovodrun_train(workdir, digits_shards, "--gloo", once_per_epoch, keep_all)
+  try:
+    wait_for(lambda: branch_started(workdir) or job.poll() is not None, 400, "the branch's start")
+    assert job.poll() is None
+    stop_ranks(job, signal.SIGTERM)
+    output = job.communicate(timeout=120)[0]
+  finally:
+    kill_tree(job)
+  assert f"tfscale.train: stopped at step {BRANCH_END} by SIGTERM" in output, output[-3000:]
+  assert latest_step(workdir) == BRANCH_END
+  kept = workdir / "main_line" / "state"
+  assert json.loads((workdir / "main_line" / "state.json").read_text())["step"] == BRANCH_START
+  kept_values = checkpoint_values(kept)
+  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_START}"), kept_values,
+                    "before the branch vs the kept state")
+  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_END}"), kept_values,
+                    "after the branch vs the kept state")
+  branch = snapshot_weights(workdir, f"collapse1-{BRANCH_END}")
+  main = main_line_weights(workdir, workdir / "checkpoints" / f"ckpt-{BRANCH_END}")
+  assert len(branch) == len(main) and any(not np.array_equal(b, m) for b, m in zip(branch, main))
+  finish_and_check(workdir, digits_shards, once_per_epoch, keep_all)
+
+
+def test_elastic_refuses_a_plan_with_branches_in_one_line(digits_shards, tmp_path):
+  from conftest import run_module
+  result = run_module("tfscale.train", TINY_BRANCHED, f"--workdir={tmp_path}",
+                      f"--config.data.dir={digits_shards}", "--config.train.elastic=True", check=False)
+  assert result.returncode != 0
+  lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+  assert len(lines) == 1 and "train.elastic cannot run a plan with branches" in lines[0], result.stderr
+
+
+def test_a_branch_end_without_its_kept_state_is_one_line(tmp_path):
+  from tfscale import workdir as workdir_files
+  with pytest.raises(workdir_files.WorkdirError, match="does not hold the main line's state at step 44"):
+    workdir_files.main_line_state(str(tmp_path), 44)
