@@ -16,7 +16,8 @@ setup:
 demo: setup
 	NP=$(NP) bash scripts/demo.sh
 
-# The Collapsed Ensemble against one run of the same budget, 5 seeds on the distorted digits (≈ 25 min).
+# Branched collapses (the Collapsed Ensemble) vs sequential collapses vs one run, at the same images seen,
+# 5 seeds on the distorted digits (≈ 30 min on 2 cores).
 study: setup
 	$(VENV)/bin/python -m tfscale_tools.ensemble_study
 

@@ -39,7 +39,8 @@ ensemble"): the same chain with a collapse branched off the end of cyc1 and of c
 solver_collapse run from that cycle's snapshot whose result the chain does not go on from (cyc2 and cyc3
 start from the cycles' snapshots, as their --weights= say) — and the last collapse as above. Its members
 are the three collapses only; `cycle_snapshots` evaluates the same run's cycle ends for comparison. Main
-line 22,610 iterations + branches 3,120 = 25,730 (82.3 epochs). The early collapses' LR is ours
+line 22,610 iterations + branches 3,120 = 25,730 (82.3 epochs of 1,281,167 images; the plan table's
+82.47 counts its 312-step epochs). The early collapses' LR is ours
 (docs/RECIPES.md): the cycle's base_lr / 4, the rule the authors' last collapse follows.
 
 Variant `smooth` (--config=configs/resnet50_i1k_ce72.py:smooth) is the chain's shape as one continuous

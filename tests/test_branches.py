@@ -7,7 +7,9 @@ The tiny branched digits plan (configs/demo_digits.py:tiny_branched, 22 steps pe
 """
 import json
 import os
+import shutil
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -88,40 +90,79 @@ def stop_ranks(job, signum):
     os.kill(pid, signum)
 
 
+KEEP_ALL = "--config.train.keep_checkpoints=20"  # every checkpoint stays, so the tests can read them
+
+
+def wait_inside_the_branch(job, workdir):
+  """Until the main line's state is kept (at step 44), then a moment more: the agreed-stop check of step
+  44 runs right after the keep, in the same batch end, so a signal sent at once could still land there."""
+  wait_for(lambda: branch_started(workdir) or job.poll() is not None, 400, "the branch's start")
+  assert job.poll() is None
+  time.sleep(0.3)
+
+
+def sigterm_run(workdir, shards, ready, *overrides) -> str:
+  """Starts the 2-rank run, SIGTERMs both ranks once `ready(job)` returns, and returns the output."""
+  job = horovodrun_train(workdir, shards, "--gloo", *overrides)
+  try:
+    ready(job)
+    stop_ranks(job, signal.SIGTERM)
+    return job.communicate(timeout=120)[0]
+  finally:
+    kill_tree(job)
+
+
 def finish_and_check(workdir, shards, *overrides):
-  """Reruns the same command; it must end with the uninterrupted run's snapshots and last step."""
+  """Reruns the same command; it must end with the uninterrupted run's snapshots and last step, and the
+  main line must have gone on from the kept state: the checkpoint rank 0 writes right after the branch
+  holds it, weights, BN statistics and velocities alike."""
   rerun = horovodrun_train(workdir, shards, "--gloo", *overrides)
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]
   expected, total_steps = expected_snapshots()
   assert [(s["name"], s["step"]) for s in json.loads((workdir / "snapshots.json").read_text())] == expected
   assert latest_step(workdir) == total_steps
+  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_END}"),
+                    checkpoint_values(workdir / "main_line" / "state"), "after the branch vs the kept state")
   return output
 
 
 def test_sigterm_inside_the_branch_resumes_the_branch(digits_shards, tmp_path):
   workdir = tmp_path / "run"
-  job = horovodrun_train(workdir, digits_shards, "--gloo")
-  try:
-    wait_for(lambda: branch_started(workdir) or job.poll() is not None, 400, "the branch's start")
-    assert job.poll() is None
-    stop_ranks(job, signal.SIGTERM)
-    output = job.communicate(timeout=120)[0]
-  finally:
-    kill_tree(job)
+  output = sigterm_run(workdir, digits_shards, lambda job: wait_inside_the_branch(job, workdir), KEEP_ALL)
   assert "tfscale.train: stopped at step" in output, output[-3000:]
   stopped = latest_step(workdir)
   assert BRANCH_START < stopped < BRANCH_END, f"stopped at {stopped}, outside the branch"
   assert not (workdir / "snapshots.json").exists() or "collapse1" not in (workdir / "snapshots.json").read_text()
-  output = finish_and_check(workdir, digits_shards)
+  output = finish_and_check(workdir, digits_shards, KEEP_ALL)
   assert "resuming from" in output and f"at step {stopped}" in output
   assert f"the main line goes on from its state at step {BRANCH_START}" in output
 
 
-def test_sigkill_inside_the_branch_resumes_from_its_checkpoint_and_the_kept_state(digits_shards, tmp_path):
+def test_sigterm_at_the_branch_start_resumes_there(digits_shards, tmp_path):
+  """Stops agreed once per epoch (22 steps), a SIGTERM sent in epoch 2 stops at step 44: the checkpoint
+  is the main line before the branch, and the rerun keeps it again when `fit` starts."""
   workdir = tmp_path / "run"
-  every_4_steps = "--config.train.checkpoint_every_steps=4"
-  job = horovodrun_train(workdir, digits_shards, "--gloo", every_4_steps)
+  once_per_epoch = "--config.train.stop_check_every_steps=22"
+
+  def after_epoch_1(job):
+    wait_for(lambda: latest_step(workdir) >= 22 or job.poll() is not None, 400, "epoch 1's checkpoint")
+    assert job.poll() is None
+  output = sigterm_run(workdir, digits_shards, after_epoch_1, once_per_epoch, KEEP_ALL)
+  assert f"tfscale.train: stopped at step {BRANCH_START} by SIGTERM" in output, output[-3000:]
+  output = finish_and_check(workdir, digits_shards, once_per_epoch, KEEP_ALL)
+  assert f"at step {BRANCH_START}" in output
+  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_START}"),
+                    checkpoint_values(workdir / "main_line" / "state"), "the resumed step vs the kept state")
+
+
+EVERY_4_STEPS = "--config.train.checkpoint_every_steps=4"
+
+
+def killed_inside_the_branch(workdir, shards):
+  """A 2-rank run checkpointing every 4 steps, SIGKILLed (launcher and ranks) once a checkpoint inside the
+  branch exists."""
+  job = horovodrun_train(workdir, shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
   try:
     wait_for(lambda: latest_step(workdir) > BRANCH_START or job.poll() is not None, 400, "a checkpoint in the branch")
     assert job.poll() is None
@@ -129,7 +170,12 @@ def test_sigkill_inside_the_branch_resumes_from_its_checkpoint_and_the_kept_stat
     kill_tree(job)
   killed_at = latest_step(workdir)
   assert BRANCH_START < killed_at < BRANCH_END, f"the kill came at step {killed_at}, outside the branch"
-  finish_and_check(workdir, digits_shards, every_4_steps)
+
+
+def test_sigkill_inside_the_branch_resumes_from_its_checkpoint_and_the_kept_state(digits_shards, tmp_path):
+  workdir = tmp_path / "run"
+  killed_inside_the_branch(workdir, digits_shards)
+  finish_and_check(workdir, digits_shards, EVERY_4_STEPS, KEEP_ALL)
 
 
 def test_stop_between_the_branch_and_the_main_line_hands_back_the_kept_state(digits_shards, tmp_path):
@@ -139,15 +185,8 @@ def test_stop_between_the_branch_and_the_main_line_hands_back_the_kept_state(dig
   statistics and velocities; the branch's snapshot does not."""
   workdir = tmp_path / "run"
   once_per_epoch = "--config.train.stop_check_every_steps=22"
-  keep_all = "--config.train.keep_checkpoints=10"
-  job = horovodrun_train(workdir, digits_shards, "--gloo", once_per_epoch, keep_all)
-  try:
-    wait_for(lambda: branch_started(workdir) or job.poll() is not None, 400, "the branch's start")
-    assert job.poll() is None
-    stop_ranks(job, signal.SIGTERM)
-    output = job.communicate(timeout=120)[0]
-  finally:
-    kill_tree(job)
+  output = sigterm_run(workdir, digits_shards, lambda job: wait_inside_the_branch(job, workdir), once_per_epoch,
+                       KEEP_ALL)
   assert f"tfscale.train: stopped at step {BRANCH_END} by SIGTERM" in output, output[-3000:]
   assert latest_step(workdir) == BRANCH_END
   kept = workdir / "main_line" / "state"
@@ -160,7 +199,18 @@ def test_stop_between_the_branch_and_the_main_line_hands_back_the_kept_state(dig
   branch = snapshot_weights(workdir, f"collapse1-{BRANCH_END}")
   main = main_line_weights(workdir, workdir / "checkpoints" / f"ckpt-{BRANCH_END}")
   assert len(branch) == len(main) and any(not np.array_equal(b, m) for b, m in zip(branch, main))
-  finish_and_check(workdir, digits_shards, once_per_epoch, keep_all)
+  finish_and_check(workdir, digits_shards, once_per_epoch, KEEP_ALL)
+
+
+def test_a_resume_inside_a_branch_without_its_kept_state_is_one_line(digits_shards, tmp_path):
+  """A checkpoint inside the branch, and main_line/ lost: every rank stops before training, one line."""
+  workdir = tmp_path / "run"
+  killed_inside_the_branch(workdir, digits_shards)
+  shutil.rmtree(workdir / "main_line")
+  rerun = horovodrun_train(workdir, digits_shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
+  output = rerun.communicate(timeout=300)[0]
+  assert rerun.returncode != 0
+  assert f"does not hold the main line's state at step {BRANCH_START}" in output, output[-3000:]
 
 
 def test_elastic_refuses_a_plan_with_branches_in_one_line(digits_shards, tmp_path):
@@ -170,9 +220,3 @@ def test_elastic_refuses_a_plan_with_branches_in_one_line(digits_shards, tmp_pat
   assert result.returncode != 0
   lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
   assert len(lines) == 1 and "train.elastic cannot run a plan with branches" in lines[0], result.stderr
-
-
-def test_a_branch_end_without_its_kept_state_is_one_line(tmp_path):
-  from tfscale import workdir as workdir_files
-  with pytest.raises(workdir_files.WorkdirError, match="does not hold the main line's state at step 44"):
-    workdir_files.main_line_state(str(tmp_path), 44)

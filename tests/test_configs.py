@@ -161,11 +161,28 @@ def test_the_collapsed_ensemble_recipe_takes_only_collapses():
                                                                  (7800 + 3750 + 1560 + 4750, 7800 + 3750 + 2 * 1560 + 4750)]
   budget = plan.budget()
   assert (budget["main_line"]["steps"], budget["branches"]["steps"], budget["total"]["steps"]) == (22610, 3120, 25730)
-  # cyc2 starts where cyc1's snapshot left the main line: its warmup's first LR, not the collapse's last.
+  # After the branch, cyc2 runs its own solver file from its first iteration (warmup from 0.255).
   assert plan.lr[7800 + 3750 + 1560] == pytest.approx(0.255, rel=1e-9)
   for name in ("val", "ilsvrc2012"):
     assert config.evals[name].snapshots == "collapse1,collapse2,collapse"
   assert config.evals.cycle_snapshots.snapshots == "cyc1,cyc2,cyc3"
+
+
+@pytest.mark.parametrize("recipe_file,variants", [
+    ("digits_distorted", ["", "branched_long", "branched_late", "sequential", "single"]),
+    ("demo_digits", ["tiny", "tiny_branched"])])
+def test_compared_digits_variants_see_the_same_images(recipe_file, variants):
+  """The study's arms (and the two tiny test plans) cost the same: main line + branches, step for step."""
+  budgets = []
+  for variant in variants:
+    _, config = recipe(recipe_file, variant)
+    budgets.append(schedules.compile_for(config, 5032, 64).budget()["total"])
+  assert all(b == budgets[0] for b in budgets), budgets
+  if recipe_file == "digits_distorted":
+    _, branched = recipe(recipe_file, "")
+    plan = schedules.compile_for(branched, 5032, 64)
+    assert [names for _, _, names in plan.branches()] == [["collapse1"], ["collapse2"]]
+    assert plan.budget()["main_line"]["epochs"] == 22 and plan.budget()["branches"]["epochs"] == 2
 
 
 def test_caffe_solver_keeps_its_images_at_another_batch():

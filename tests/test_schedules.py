@@ -123,6 +123,9 @@ def test_the_budget_counts_main_line_and_branches():
 def test_bad_branches_are_refused():
   with pytest.raises(ValueError, match="first phase cannot be a branch"):
     schedules.compile_plan([phase("b", 1, "warmup", lr_end=1.0, snapshot=True, branch=True)], 10, 256)
+  with pytest.raises(ValueError, match="last phase cannot be a branch"):
+    schedules.compile_plan([phase("w", 1, "warmup", lr_end=1.0),
+                            phase("b", 1, "poly", lr_end=0.0, snapshot=True, branch=True)], 10, 256)
   with pytest.raises(ValueError, match="must end in a snapshot"):
     schedules.compile_plan([phase("w", 1, "warmup", lr_end=1.0),
                             phase("b", 1, "poly", lr_end=0.0, branch=True),

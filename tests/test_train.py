@@ -98,6 +98,9 @@ def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
   assert evaluation["ensemble"]["top1"] > 0.5  # five epochs of digits: well above chance (0.1)
   assert (workdir / "eval.md").read_text().count("|") > 10
   assert "Pairwise top-1 disagreement" in (workdir / "eval.md").read_text()
+  # What the ensemble cost, so it is never compared with a single run without it (plan.json's budget).
+  assert ("Training cost: main line 5 epochs + branches 0 epochs = 5 epochs (220 steps, 7,040 images at "
+          "global batch 32)") in (workdir / "eval.md").read_text()
   assert "ensemble top-1 gain" in result.stdout
 
 
@@ -197,7 +200,7 @@ sys.path.insert(0, {repo!r})
 import tfscale
 from configs.demo_digits import get_config
 from tfscale import trainer, distributed
-config = get_config("tiny")
+config = get_config({variant!r})
 config.data.dir = {data!r}
 result = trainer.train_and_evaluate(config, {workdir!r})
 weights = {{v.name: v.numpy() for v in result.model.variables}}
@@ -207,11 +210,14 @@ with open({workdir!r} + f"/rank{{distributed.rank()}}_history.json", "w") as f:
 '''
 
 
-@pytest.mark.parametrize("controller", ["--gloo", "--mpi"])
-def test_two_horovod_ranks_end_identical(controller, digits_shards, tmp_path):
+@pytest.mark.parametrize("controller,variant", [("--gloo", "tiny"), ("--mpi", "tiny"), ("--gloo", "tiny_branched")])
+def test_two_horovod_ranks_end_identical(controller, variant, digits_shards, tmp_path):
+  """tiny_branched: after the branch's hand-back (rank 0 reads the kept state, a broadcast) the ranks go
+  on identical too."""
   script = tmp_path / "two_ranks.py"
   workdir = tmp_path / "run"
-  script.write_text(TWO_RANK_SCRIPT.format(repo=REPO, data=str(digits_shards), workdir=str(workdir)))
+  script.write_text(TWO_RANK_SCRIPT.format(repo=REPO, data=str(digits_shards), workdir=str(workdir),
+                                           variant=variant))
   env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
   horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
   result = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", controller, sys.executable, str(script)],

@@ -62,18 +62,21 @@ class BranchOffMainLine(tf_keras.callbacks.Callback):
   When a branch's first step is next — after the previous step's update (outside EpochEnd's step clock),
   or at the start of `fit` on a resume at that step — every rank averages its BN statistics, and rank 0
   writes model and optimizer (weights, BN statistics, velocities) to the workdir's main_line/. After the
-  branch's last update — after SnapshotAtPhaseEnd has written the branch's snapshot and before any
-  checkpoint of that step — rank 0 reads that state back and broadcasts it, and every rank sets the step
-  counter to the step it is at: one step axis, with the main line's state. A run stopped or killed inside
-  the branch resumes from its checkpoint and the file; one stopped after it resumes from a checkpoint that
-  already holds the main line.
+  branch's last update — after SnapshotAtPhaseEnd has written the branch's snapshot — rank 0 reads that
+  state back and broadcasts it, every rank sets the step counter to the step it is at (one step axis,
+  with the main line's state), and rank 0 checkpoints that step: a resume can then never need a kept
+  state that the next branch has overwritten. A run stopped or killed inside the branch resumes from its
+  checkpoint and the file (checked by every rank when `fit` starts, so a missing one is one error before
+  any step, not a hang at the branch's end); one stopped after it resumes from a checkpoint that already
+  holds the main line.
   """
 
-  def __init__(self, plan, workdir: str):
+  def __init__(self, plan, workdir: str, manager):
     super().__init__()
-    self.starts = {first: "+".join(names) for first, _, names in plan.branches()}
-    self.ends = {end: first for first, end, _ in plan.branches()}
-    self.workdir = workdir
+    self.branches = plan.branches()
+    self.starts = {first: "+".join(names) for first, _, names in self.branches}
+    self.ends = {end: first for first, end, _ in self.branches}
+    self.workdir, self.manager = workdir, manager
     self.checkpoint, self.kept_at = None, None
 
   def _keep_if_due(self):
@@ -86,9 +89,27 @@ class BranchOffMainLine(tf_keras.callbacks.Callback):
                      workdir_files.path(self.workdir, workdir_files.MAIN_LINE))
       self.kept_at = step
 
+  def _check_kept_state(self):
+    """Inside a branch (a resume), rank 0 checks that the state to hand back is there; every rank learns
+    the answer, so all stop together."""
+    step = _step(self.model)
+    first = next((first for first, end, _ in self.branches if first < step < end), None)
+    if first is None:
+      return
+    problem = None
+    if distributed.is_chief():
+      try:
+        workdir_files.main_line_state(self.workdir, first)
+      except workdir_files.WorkdirError as e:
+        problem = str(e)
+    problem = distributed.broadcast_object(problem)
+    if problem:
+      raise workdir_files.WorkdirError(problem)
+
   def on_train_begin(self, logs=None):
     # The objects a checkpoint holds (Horovod's optimizer wrapper is the one that was built and restored).
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
+    self._check_kept_state()
     self._keep_if_due()
 
   def on_train_batch_end(self, batch, logs=None):
@@ -100,6 +121,7 @@ class BranchOffMainLine(tf_keras.callbacks.Callback):
       distributed.broadcast_initial_state(self.model, self.model.optimizer)
       self.model.optimizer.iterations.assign(step)
       if distributed.is_chief():
+        self.manager.save(checkpoint_number=step)
         logging.info("branch ended at step %d; the main line goes on from its state at step %d", step,
                      self.ends[step])
     self._keep_if_due()
@@ -158,7 +180,11 @@ class EpochEnd(tf_keras.callbacks.Callback):
     every rank's images/s."""
     step = _step(self.model)
     last = step >= self.plan.total_steps
-    if last or (self.validate_every_epochs > 0 and (epoch + 1) % self.validate_every_epochs == 0):
+    # At a branch's end the model is the main line handed back (validated at the snapshot just before as
+    # the branch): validating it would report the main line's accuracy in the branch's epoch row.
+    at_branch_end = any(step == end for _, end, _ in self.plan.branches())
+    if last or (self.validate_every_epochs > 0 and (epoch + 1) % self.validate_every_epochs == 0
+                and not at_branch_end):
       distributed.average_variables(self.model.non_trainable_variables)
       accuracy = self.validate()
       logs["val_top1"], logs["val_top5"] = accuracy["top1"], accuracy["top5"]

@@ -295,14 +295,17 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
 
 
 def _check_branches(phases: Sequence[dict]):
-  """A branch leaves a main line that exists (not the first phase) and ends in a snapshot (else it would
-  train for nothing)."""
+  """A branch leaves a main line that exists (not the first phase), ends in a snapshot (else it would
+  train for nothing) and hands back to a main line that goes on (not the last phase)."""
   for i, p in enumerate(phases):
     if not p["branch"]:
       continue
     if i == 0:
       raise ValueError(f"phase {p['name']!r}: the first phase cannot be a branch (there is no main line to leave)")
-    last = i + 1 == len(phases) or not phases[i + 1]["branch"]
+    if i + 1 == len(phases):
+      raise ValueError(f"phase {p['name']!r}: the last phase cannot be a branch (the run would end on the state "
+                       "the main line had before it)")
+    last = not phases[i + 1]["branch"]
     if last and not p["snapshot"]:
       raise ValueError(f"phase {p['name']!r}: a branch must end in a snapshot (its last phase needs snapshot=True)")
 

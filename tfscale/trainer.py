@@ -160,7 +160,7 @@ def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm
       callbacks.ProgressBar(epoch_end, config.train.batch_per_rank, plan.steps_per_epoch) if progress else None,
       callbacks.StopAtStep(plan.total_steps),
       callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
-      callbacks.BranchOffMainLine(plan, workdir) if plan.branches() else None,
+      callbacks.BranchOffMainLine(plan, workdir, manager) if plan.branches() else None,
       callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs,
                                    config.train.checkpoint_every_steps),
       stop,

@@ -2,7 +2,7 @@ r"""Does the Collapsed Ensemble pay? The paper's comparison on the distorted dig
 
   python -m tfscale_tools.ensemble_study                       # 5 seeds × 3 arms, 2 ranks: ≈ 40 min on 2 cores
   python -m tfscale_tools.ensemble_study --seeds=1,2 --arms=branched,branched_late --holdout=tune \
-      --data=data/digits_distorted_tune --out=runs/study_tune   # choosing a setting: the tuning split only
+      --out=runs/study_tune                                    # choosing a setting: the tuning split only
 
 For every seed, at the same total images seen (main line + branches), global batch and initial weights
 (configs/digits_distorted.py; each run's plan.json budget is checked equal):
@@ -29,17 +29,19 @@ from tfscale import workdir as workdir_files
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["1", "2", "3", "4", "5"], "config.seed of each repetition.")
 flags.DEFINE_string("out", "runs/ensemble_study", "Where runs, study.json, study.md and study.png go.")
-flags.DEFINE_string("data", "data/digits_distorted", "Where the distorted digits' raw tree and shards go.")
+flags.DEFINE_string("data", None, "Where the distorted digits' raw tree and shards go (default: "
+                    "data/digits_distorted, or data/digits_distorted_tune with --holdout=tune).")
 flags.DEFINE_enum("holdout", "report", ["report", "tune"], "Which validation split the data are built with "
                   "(data_prep.digits --holdout): settings are chosen on 'tune' only.")
 flags.DEFINE_integer("np", 2, "Horovod ranks per training run.")
 flags.DEFINE_string("config", "configs/digits_distorted.py", "The recipe whose variants the arms are.")
 
-ARMS = {"single": ":single", "sequential": ":sequential", "branched": "", "branched_late": ":branched_late"}
+ARMS = {"single": ":single", "sequential": ":sequential", "branched": "", "branched_long": ":branched_long",
+        "branched_late": ":branched_late"}
 flags.DEFINE_list("arms", ["single", "sequential", "branched"], f"Which of {sorted(ARMS)} to run.")
 # (a, b): the paired differences reported, where both arms ran.
 PAIRS = [("branched", "single"), ("sequential", "single"), ("branched", "sequential"),
-         ("branched_late", "branched")]
+         ("branched", "branched_long"), ("branched", "branched_late")]
 
 
 def _run(argv, log_path):
@@ -97,7 +99,8 @@ def summarize(rows: list, arms: list) -> dict:
   snapshot minus single run) with how many seeds each is positive."""
   summary = {arm: {key: _stats([r[arm][key] for r in rows])
                    for key in ("ensemble", "final", "mean_member", "best_member", "disagreement")} for arm in arms}
-  pairs = [(f"{a} ensemble - {b} ensemble", a, "ensemble", b, "ensemble") for a, b in PAIRS if a in arms and b in arms]
+  name = lambda arm: "single run" if arm == "single" else f"{arm} ensemble"
+  pairs = [(f"{name(a)} - {name(b)}", a, "ensemble", b, "ensemble") for a, b in PAIRS if a in arms and b in arms]
   pairs += [(f"{a} ensemble - its mean member", a, "ensemble", a, "mean_member") for a in arms if a != "single"]
   pairs += [(f"{a} final snapshot - single run", a, "final", "single", "final")
             for a in arms if a != "single" and "single" in arms]
@@ -139,7 +142,8 @@ def plot(rows: list, arms: list, path: str):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   columns = [(arm, "final", "single run") if arm == "single" else (arm, key, f"{arm}\n{label}")
-             for arm in arms for key, label in (("mean_member", "mean member"), ("ensemble", "ensemble"))
+             for arm in arms for key, label in (("mean_member", "mean member"), ("final", "final snapshot"),
+                                                ("ensemble", "ensemble"))
              if arm != "single" or key == "ensemble"]
   figure, axis = plt.subplots(figsize=(1.6 * len(columns) + 2, 4.5))
   for r in rows:
@@ -164,7 +168,8 @@ def main(argv):
     raise app.UsageError(f"unknown arms {unknown} (known: {sorted(ARMS)})")
   start = time.time()
   os.makedirs(FLAGS.out, exist_ok=True)
-  shards = build_data(FLAGS.data)
+  data = FLAGS.data or ("data/digits_distorted_tune" if FLAGS.holdout == "tune" else "data/digits_distorted")
+  shards = build_data(data)
   rows = []
   for seed in map(int, FLAGS.seeds):
     results, budgets = {}, {}
@@ -181,7 +186,7 @@ def main(argv):
   budget = budgets[FLAGS.arms[0]]
   workdir_files.write_json(os.path.join(FLAGS.out, "study.json"), {
       "rows": rows, "summary": summary, "minutes": minutes, "config": FLAGS.config, "arms": FLAGS.arms,
-      "budgets": budgets, "data": FLAGS.data, "holdout": FLAGS.holdout})
+      "budgets": budgets, "data": data, "holdout": FLAGS.holdout})
   text = markdown(rows, FLAGS.arms, summary, budget, minutes)
   with open(os.path.join(FLAGS.out, "study.md"), "w") as f:
     f.write(text)
