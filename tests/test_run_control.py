@@ -15,10 +15,14 @@ from test_resilience import (epochs_done, expected_snapshots, horovodrun_train, 
 
 
 def exited(pid: int) -> bool:
-  """Gone, or a zombie: past the kernel's exit_files, so its locks are released. (An exiting process
-  drops its command line before its files, so a workdir search alone can miss one still holding a lock.)"""
+  """Gone, or a zombie whose every thread has exited: past the kernel's exit_files, so its locks are
+  released. (An exiting process drops its command line before its files, so a workdir search alone can
+  miss one still holding a lock; and a SIGKILLed multi-threaded process shows its leader as a zombie while
+  its other threads — TensorFlow's dozens — still tear down the shared file table, which holds the lock:
+  the CI failure of bc40aa4.)"""
   try:
-    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    return state in ("Z", "X") and os.listdir(f"/proc/{pid}/task") in ([], [str(pid)])
   except OSError:
     return True
 
