@@ -17,7 +17,7 @@ demo: setup
 	NP=$(NP) bash scripts/demo.sh
 
 # Branched collapses (the Collapsed Ensemble) vs sequential collapses vs one run, at the same images seen,
-# 5 seeds on the distorted digits (≈ 30 min on 2 cores).
+# 5 seeds on the distorted digits (≈ 26 min on 2 cores).
 study: setup
 	$(VENV)/bin/python -m tfscale_tools.ensemble_study
 

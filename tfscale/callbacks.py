@@ -146,6 +146,7 @@ class EpochEnd(tf_keras.callbacks.Callback):
     self.run_log = run_log  # mlperf_log.RunLog (rank 0 writes, other ranks' is disabled)
     self.stop = stop  # run_control.StopAtRequest: an agreed stop ends the epoch early, with no epoch figures
     self.plan, self.batch_per_rank, self.workdir = plan, batch_per_rank, workdir
+    self.branch_ends = {end for _, end, _ in plan.branches()}
     self.validate, self.validate_every_epochs = validate, validate_every_epochs
     self.writer = None  # created by whichever process is rank 0 (after an elastic reset it may change)
     self.last_plot = -float("inf")
@@ -182,9 +183,8 @@ class EpochEnd(tf_keras.callbacks.Callback):
     last = step >= self.plan.total_steps
     # At a branch's end the model is the main line handed back (validated at the snapshot just before as
     # the branch): validating it would report the main line's accuracy in the branch's epoch row.
-    at_branch_end = any(step == end for _, end, _ in self.plan.branches())
     if last or (self.validate_every_epochs > 0 and (epoch + 1) % self.validate_every_epochs == 0
-                and not at_branch_end):
+                and step not in self.branch_ends):
       distributed.average_variables(self.model.non_trainable_variables)
       accuracy = self.validate()
       logs["val_top1"], logs["val_top5"] = accuracy["top1"], accuracy["top5"]

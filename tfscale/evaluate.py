@@ -94,12 +94,11 @@ def markdown_table(result, heading) -> str:
   return "\n".join(lines) + "\n"
 
 
-def run_summary(workdir: str) -> str:
+def run_summary(workdir: str, plan) -> str:
   """Markdown: the run's budget (main line + branches = total epochs: what an ensemble cost), wall time
   from the first epoch's start to each snapshot, the best validation top-1 seen while training, and the
-  median global images/s (metrics.jsonl; a chained run's time includes the gaps)."""
+  median global images/s (metrics.jsonl; a chained run's time includes the gaps). `plan`: plan.json or None."""
   rows, snapshots = workdir_files.read_metrics(workdir), workdir_files.read_snapshots(workdir)
-  plan = workdir_files.read_plan(workdir)
   if not rows:
     return ""
   start = rows[0]["time"] - rows[0]["epoch_seconds"]
@@ -127,7 +126,8 @@ def report(workdir: str, results: dict):
     print(f"training cost: {schedules.budget_line(plan['budget'])}")
   workdir_files.write_json(workdir_files.path(workdir, workdir_files.EVAL_JSON), {"evals": results})
   with open(workdir_files.path(workdir, workdir_files.EVAL_MARKDOWN), "w") as f:
-    f.write("\n".join([markdown_table(r, title(name, r)) for name, r in results.items()] + [run_summary(workdir)]))
+    f.write("\n".join([markdown_table(r, title(name, r)) for name, r in results.items()]
+                      + [run_summary(workdir, plan)]))
   from tfscale import plots
   name, first = next(iter(results.items()))
   plots.plot_ensemble(first, workdir_files.path(workdir, workdir_files.EVAL_PLOT), title(name, first))

@@ -1,6 +1,6 @@
 r"""Does the Collapsed Ensemble pay? The paper's comparison on the distorted digits, repeated over seeds.
 
-  python -m tfscale_tools.ensemble_study                       # 5 seeds × 3 arms, 2 ranks: ≈ 40 min on 2 cores
+  python -m tfscale_tools.ensemble_study                       # 5 seeds × 3 arms, 2 ranks: ≈ 26 min on 2 cores
   python -m tfscale_tools.ensemble_study --seeds=1,2 --arms=branched,branched_late --holdout=tune \
       --out=runs/study_tune                                    # choosing a setting: the tuning split only
 
