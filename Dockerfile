@@ -1,4 +1,6 @@
-# tfscale CPU image: Debian 12, Open MPI, TF 2.18.1 + tf_keras, Horovod 0.28.1 (MPI + Gloo).
+# tfscale CPU image: Ubuntu 24.04 (Python 3.12, Open MPI 4.1), TF 2.21 + tf_keras, Horovod 0.28.1 (MPI + Gloo).
+# Ubuntu 24.04 rather than Debian 13: its Open MPI is 4.1, the major version tfscale is tested with (Debian 12
+# hosts), which the hybrid MPI model needs on both sides; Debian 13 ships Open MPI 5.0, untested here.
 # Thin on purpose: scripts/install.sh is the one install path, the same that `make` and CI run, and it
 # ends with `horovodrun --check-build`, failing the build unless TensorFlow, MPI and Gloo are all there.
 #   docker build -t tfscale .
@@ -7,8 +9,8 @@
 #       --config=configs/demo_digits.py --workdir=/tmp/run
 # Runs as an unprivileged user (uid 1000) that owns /opt/tfscale, so `make demo` and `make test` work
 # in the container (the image carries pyproject.toml's test extra for that); the virtualenv in /opt/venv
-# stays root-owned and read-only.
-FROM debian:12
+# stays root-owned and read-only. Ubuntu's image ships a user `ubuntu` with that uid; it is removed first.
+FROM ubuntu:24.04
 ENV DEBIAN_FRONTEND=noninteractive \
     TFSCALE_VENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
@@ -18,6 +20,7 @@ WORKDIR /opt/tfscale
 COPY . .
 RUN TFSCALE_EXTRAS='test' bash scripts/install.sh \
  && rm -rf /root/.cache /var/lib/apt/lists/* \
+ && userdel --remove ubuntu \
  && useradd --create-home --uid 1000 --user-group tfscale \
  && chown -R 1000:1000 /opt/tfscale
 USER 1000:1000

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import random
 import re
+import struct
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -123,14 +124,31 @@ def _sidecar(output_dir: str, name: str) -> str:
   return os.path.join(output_dir, SIDE_CAR_DIR, name + ".json")
 
 
-def write_shard(task: ShardTask) -> dict:
-  """Writes one shard atomically; returns its sidecar (record count, skipped files)."""
+def _record_writer(path: str):
+  """tfrecord's writer, with each Example serialized in key order (protobuf's deterministic=True).
+
+  Example.features is a protobuf map; protobuf 7's upb runtime writes maps in an order that follows a
+  per-process hash seed, so the same images written by another worker process gave different bytes
+  (TF 2.21's stack; protobuf 5 happened to keep the order). Shards are a function of their inputs."""
+  from tfrecord import example_pb2
   from tfrecord.writer import TFRecordWriter  # Never TensorFlow in this process.
 
+  class Writer(TFRecordWriter):
+    def write(self, datum):
+      record = example_pb2.Example.FromString(TFRecordWriter.serialize_tf_example(datum)).SerializeToString(
+          deterministic=True)
+      length = struct.pack("<Q", len(record))  # TFRecord framing: length, its CRC, record, its CRC
+      self.file.write(length + self.masked_crc(length) + record + self.masked_crc(record))
+
+  return Writer(path)
+
+
+def write_shard(task: ShardTask) -> dict:
+  """Writes one shard atomically; returns its sidecar (record count, skipped files)."""
   final = os.path.join(task.output_dir, task.name)
   tmp = final + f".tmp-{os.getpid()}"
   records, skipped = 0, []
-  writer = TFRecordWriter(tmp)
+  writer = _record_writer(tmp)
   try:
     for entry in task.entries:
       try:

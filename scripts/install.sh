@@ -1,48 +1,92 @@
 #!/usr/bin/env bash
-# The one install path for tfscale: `make`, CI, the Dockerfile and the Singularity definition all run this.
+# The one install path for tfscale: `make`, CI, the Dockerfile and the Apptainer definition all run this.
 #
-#   scripts/install.sh            # Debian packages (when root), .venv, pinned stack, Horovod (MPI + Gloo)
+#   scripts/install.sh            # Debian packages (when root), .venv, a pinned stack, Horovod (MPI + Gloo)
 #
 # Idempotent and fast on an installed machine: Debian packages are checked with dpkg before apt runs,
-# the Horovod wheel is built once per (Python, TF, Horovod) and cached, and a stamp of the inputs skips
-# pip entirely when nothing changed. Environment:
+# the Horovod wheel is built once per (Python, TF, Horovod, patches) and cached, and a stamp of the inputs
+# skips pip entirely when nothing changed. Environment:
 #   TFSCALE_VENV   where the virtualenv goes        (default: <repo>/.venv)
 #   TFSCALE_CACHE  where built wheels are cached    (default: ~/.cache/tfscale)
-#   PYTHON         interpreter to build the venv on (default: python3; must be 3.11)
+#   TFSCALE_TF     the stack, scripts/stacks/tf<X>.txt: 2.21 (default; Python 3.11-3.13) or 2.18 (3.11-3.12)
+#   PYTHON         interpreter to build the venv on (default: python3 when it is 3.11, 3.12 or 3.13, else
+#                  the newest python3.13/3.12/3.11 on PATH)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${TFSCALE_VENV:-$repo/.venv}
 cache=${TFSCALE_CACHE:-$HOME/.cache/tfscale}
-python=${PYTHON:-python3}
 horovod_version=0.28.1
-tf_version=$(sed -n 's/^ *"tensorflow==\([0-9.]*\)",/\1/p' "$repo/pyproject.toml")
+stack=$repo/scripts/stacks/tf${TFSCALE_TF:-2.21}.txt
+patches=("$repo/scripts/patches/horovod-$horovod_version"/*.patch)
 # TFSCALE_EXTRAS=test (what `make test` sets) adds pyproject.toml's test extra: pytest, hadolint, spython.
 extras=${TFSCALE_EXTRAS:+[$TFSCALE_EXTRAS]}
 
 say() { printf '[install] %s\n' "$*"; }
 
+[[ -f $stack ]] || { say "no stack TFSCALE_TF=${TFSCALE_TF:-}: scripts/stacks/ has $(cd "$repo/scripts/stacks" && echo tf*.txt)" >&2; exit 1; }
+tf_version=$(sed -n 's/^tensorflow==//p' "$stack")
+
+# --- The interpreter: 3.11, 3.12 or 3.13 (TensorFlow 2.21's range, less 3.10), with venv, ensurepip and
+# the headers Horovod compiles against.
+usable() { "$1" -c 'import sys, venv, ensurepip, sysconfig, os; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13) and os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")))' 2>/dev/null; }
+version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none; }
+
 # --- Debian packages: Open MPI for Horovod's MPI controller, a C++ toolchain and cmake to build it, and the
 # allocators scripts/cpu_env.sh preloads on request (TFSCALE_MALLOC=jemalloc|tcmalloc).
-debian_packages=(openmpi-bin libopenmpi-dev build-essential cmake git libjemalloc2 libtcmalloc-minimal4)
-if ! "$python" -c 'import sys, venv, ensurepip, sysconfig, os; sys.exit(not (sys.version_info[:2] == (3, 11) and os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")))' 2>/dev/null; then
-  python=python3.11
-  debian_packages+=(python3 python3-venv python3-dev)
+# An entry "a|b" is one package under two names: tcmalloc is libtcmalloc-minimal4t64 since the 64-bit time_t
+# transition (Ubuntu 24.04, Debian 13), libtcmalloc-minimal4 before (Debian 12).
+debian_packages=(openmpi-bin libopenmpi-dev build-essential cmake git patch libjemalloc2
+                 "libtcmalloc-minimal4t64|libtcmalloc-minimal4")
+python=${PYTHON:-}
+if [[ -z $python ]]; then
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null && usable "$candidate"; then python=$candidate; break; fi
+  done
 fi
+if [[ -z $python ]]; then
+  case $(version_of python3) in
+    3.11 | 3.12 | 3.13)  # the distro's python3 without its venv or dev package: Debian/Ubuntu split them off
+      python=python3 debian_packages+=(python3-venv python3-dev) ;;
+    none)  # a bare image (debian:12, ubuntu:24.04): the distro's own python3, checked once it is installed
+      python=python3 debian_packages+=(python3 python3-venv python3-dev) ;;
+    *) say "need Python 3.11, 3.12 or 3.13 with venv and its headers (python3 here is $(version_of python3));" \
+         "install one, or set PYTHON=/path/to/python3.1x" >&2
+       exit 1 ;;
+  esac
+elif [[ -n ${PYTHON:-} ]] && ! usable "$python"; then
+  say "PYTHON=$python is $(version_of "$python"): need 3.11, 3.12 or 3.13 with venv and its headers" >&2
+  exit 1
+fi
+installed() {
+  local name
+  for name in ${1//|/ }; do
+    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' && return 0
+  done
+  return 1
+}
 missing=()
 for package in "${debian_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  installed "$package" || missing+=("$package")
 done
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     say "missing Debian packages: ${missing[*]} (run as root, or install them first)" >&2
     exit 1
   fi
-  say "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  names=()
+  for package in "${missing[@]}"; do  # of "a|b", the first name this distro has
+    for name in ${package//|/ }; do
+      if apt-cache policy "$name" 2>/dev/null | grep -q 'Candidate: [^(]'; then break; fi
+    done
+    names+=("$name")
+  done
+  say "apt-get install ${names[*]}"
+  apt-get install -y -qq --no-install-recommends "${names[@]}" >/dev/null
 fi
+usable "$python" || { say "$python is $(version_of "$python"): need Python 3.11, 3.12 or 3.13 with venv and its headers" >&2; exit 1; }
 
 # --- The virtualenv and the pinned stack.
 if [[ ! -x $venv/bin/python ]]; then
@@ -50,37 +94,51 @@ if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv"
 fi
 vpy=$venv/bin/python
-py_tag=$("$vpy" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-[[ $py_tag == cp311 ]] || { say "need Python 3.11, $vpy is $py_tag" >&2; exit 1; }
+py_version=$(version_of "$vpy")
+py_tag=cp${py_version/./}
+case $py_version in 3.11 | 3.12 | 3.13) ;; *) say "need Python 3.11, 3.12 or 3.13; $vpy is $py_version" >&2; exit 1 ;; esac
+if [[ $tf_version == 2.18.* && $py_version == 3.13 ]]; then
+  say "TensorFlow $tf_version has no Python 3.13 wheels: use TFSCALE_TF=2.21, or a 3.11/3.12 venv" >&2
+  exit 1
+fi
 
 stamp=$venv/.tfscale-install-stamp
-want_stamp=$( (cat "$repo/pyproject.toml" "$0"; echo "$extras") | sha256sum | cut -c1-16)
+want_stamp=$( (cat "$repo/pyproject.toml" "$0" "$stack" "${patches[@]}"; echo "$extras") | sha256sum | cut -c1-16)
 if [[ -f $stamp && $(cat "$stamp") == "$want_stamp" ]] && "$vpy" -c 'import horovod.tensorflow' 2>/dev/null; then
   say "stack already installed ($want_stamp)"
 else
   export PIP_DISABLE_PIP_VERSION_CHECK=1
-  say "installing the pinned stack (pyproject.toml) and tfscale itself, editable${extras:+, with $extras}"
+  say "installing pyproject.toml under ${stack#"$repo"/} and tfscale itself, editable${extras:+, with $extras}"
   "$vpy" -m pip install -q --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
-  "$vpy" -m pip install -q -e "$repo$extras"
+  "$vpy" -m pip install -q -c "$stack" -e "$repo$extras"
 
-  # Horovod compiles its TF ops against the installed TF, so the cache key carries every version
-  # that changes the binary.
-  wheel_dir=$cache/wheels/horovod-$horovod_version-$py_tag-tf$tf_version
+  # Horovod compiles its TF ops against the installed TF, so the cache key carries every input that
+  # changes the binary: Python, TF, Horovod and the patches applied to its release.
+  patch_key=$(cat "${patches[@]}" | sha256sum | cut -c1-8)
+  wheel_dir=$cache/wheels/horovod-$horovod_version-$py_tag-tf$tf_version-patches$patch_key
   if ! compgen -G "$wheel_dir/horovod-$horovod_version-*.whl" >/dev/null; then
-    say "building horovod $horovod_version with MPI + Gloo against TF $tf_version (about 4 minutes)"
+    say "building horovod $horovod_version with MPI + Gloo against TF $tf_version on Python $py_version" \
+        "(about 4 minutes), with ${#patches[@]} patches from scripts/patches/horovod-$horovod_version/"
+    source_dir=$(mktemp -d)
+    trap 'rm -rf "$source_dir"' EXIT
+    "$vpy" -m pip download -q --no-deps --no-binary :all: -d "$source_dir" "horovod==$horovod_version"
+    tar -xzf "$source_dir/horovod-$horovod_version.tar.gz" -C "$source_dir"
+    for patch_file in "${patches[@]}"; do
+      patch -s -p1 --forward --fuzz=0 -d "$source_dir/horovod-$horovod_version" <"$patch_file"
+    done
     mkdir -p "$wheel_dir"
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
     HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
     MAKEFLAGS="-j$(nproc)" \
       "$vpy" -m pip wheel -q --no-build-isolation --no-deps --no-cache-dir \
-        -w "$wheel_dir.partial" "horovod==$horovod_version"
+        -w "$wheel_dir.partial" "$source_dir/horovod-$horovod_version"
     mv "$wheel_dir.partial"/horovod-*.whl "$wheel_dir/" && rmdir "$wheel_dir.partial"
   else
     say "horovod wheel from cache: $wheel_dir"
   fi
   "$vpy" -m pip install -q --force-reinstall --no-deps "$wheel_dir"/horovod-$horovod_version-*.whl
   # Horovod's runtime dependencies (cloudpickle, psutil, pyyaml, packaging) come from the wheel's metadata.
-  "$vpy" -m pip install -q "$(ls "$wheel_dir"/horovod-$horovod_version-*.whl)"
+  "$vpy" -m pip install -q -c "$stack" "$(ls "$wheel_dir"/horovod-$horovod_version-*.whl)"
   echo "$want_stamp" > "$stamp"
 fi
 

@@ -47,7 +47,7 @@ def test_hadolint_does_fail_on_a_bad_dockerfile(tmp_path):
 
 def test_dockerfile_builds_through_install_sh_and_runs_unprivileged():
   instructions = docker_instructions()
-  assert instructions[0] == ("FROM", "debian:12")
+  assert instructions[0] == ("FROM", "ubuntu:24.04")
   runs = [args for keyword, args in instructions if keyword == "RUN"]
   # The image carries the test extra so `make test` runs inside it.
   assert len(runs) == 1 and runs[0].startswith("TFSCALE_EXTRAS='test' bash scripts/install.sh")
@@ -70,7 +70,7 @@ def test_dockerfile_builds_through_install_sh_and_runs_unprivileged():
 def test_apptainer_definition_parses_and_builds_through_install_sh():
   recipe = SingularityParser(os.path.join(REPO, "singularity/tfscale.def")).recipe
   stage, = recipe.values()
-  assert stage.fromHeader == "debian:12"
+  assert stage.fromHeader == "ubuntu:24.04"
   assert "TFSCALE_EXTRAS=test bash /opt/tfscale/scripts/install.sh" in stage.install
   assert any("horovodrun --check-build" in line for line in stage.install + [read("singularity/tfscale.def")])
   assert "PATH=/opt/venv/bin:$PATH" in stage.environ and "TFSCALE_VENV=/opt/venv" in stage.environ

@@ -75,14 +75,31 @@ def test_evaluate_without_a_run_is_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def single_rank_run(digits_shards, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run1")
-  run_module("tfscale.train", TINY, f"--workdir={workdir}", f"--config.data.dir={digits_shards}")
+  result = run_module("tfscale.train", TINY, f"--workdir={workdir}", f"--config.data.dir={digits_shards}")
+  (workdir.parent / "run1.log").write_text(result.stderr)  # beside the workdir, which the run owns
   return workdir
+
+
+def software_is_recorded(workdir, log, controller):
+  """The versions the run executes on: its first log line and config.json's "software"."""
+  import platform
+  import horovod
+  import tensorflow as tf
+  import tf_keras
+  software = json.loads((workdir / "config.json").read_text())["software"]
+  assert software["python"] == platform.python_version() and software["tensorflow"] == tf.__version__
+  assert software["tf_keras"] == tf_keras.__version__ and software["horovod"] == horovod.__version__ == "0.28.1"
+  assert software["controller"] == controller and software["mpi"].startswith("Open MPI v"), software
+  first = next(line for line in log.splitlines() if "trainer.py" in line or "callbacks.py" in line)
+  assert first.endswith(f"software: Python {software['python']}, TensorFlow {tf.__version__}, tf_keras "
+                        f"{tf_keras.__version__}, Horovod 0.28.1 ({controller} controller), {software['mpi']}"), first
 
 
 def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
   workdir = single_rank_run
   config = json.loads((workdir / "config.json").read_text())
   assert config["model"]["name"] == "resnet_cifar8"
+  software_is_recorded(workdir, (workdir.parent / "run1.log").read_text(), "mpi")
   snapshots = json.loads((workdir / "snapshots.json").read_text())
   assert [s["phase"] for s in snapshots] == ["cycle1", "collapse"]
   for s in snapshots:
@@ -309,9 +326,10 @@ def test_ranks_with_different_record_counts_finish_together(digits_raw, tmp_path
   per_rank = [sum(shard_format.count_records(f) for f in shard_format.files_for_rank(files, r, 2)[0]) for r in (0, 1)]
   assert per_rank[0] > 1.5 * per_rank[1]
   workdir = tmp_path / "run"
-  result = horovodrun(sys.executable, "-m", "tfscale.train", TINY, f"--workdir={workdir}",
+  result = horovodrun("--gloo", sys.executable, "-m", "tfscale.train", TINY, f"--workdir={workdir}",
                       f"--config.data.dir={shards}", "--config.eval.batch_size=32", timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
+  software_is_recorded(workdir, result.stdout + result.stderr, "gloo")
   assert [s["phase"] for s in json.loads((workdir / "snapshots.json").read_text())] == ["cycle1", "collapse"]
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert len(rows) == 5 and rows[-1]["ranks"] == 2 and "val_top1" in rows[-1]

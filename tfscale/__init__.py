@@ -15,11 +15,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 __version__ = "0.2.0"
 
-# What the stock TensorFlow 2.18 wheel prints on a CPU-only machine at start-up, before its log level
-# applies: CUDA plugin registration, the failed cuInit, absl's pre-initialisation notice.
+# What the stock TensorFlow wheel prints on a CPU-only machine at start-up, before its log level applies:
+# CUDA plugin registration, the failed cuInit, absl's pre-initialisation notice, and (TF 2.21, whose
+# start-up INFO lines ignore TF_CPP_MIN_LOG_LEVEL) the oneDNN and CPU-feature banners.
 _STARTUP_NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|failed call to cuInit|"
                             r"All log messages before absl::InitializeLog|Could not find cuda drivers|"
-                            r"TF-TRT Warning|computation placer already registered")
+                            r"TF-TRT Warning|computation placer already registered|oneDNN custom operations are on|"
+                            r"cpu_feature_guard|rebuild TensorFlow with the appropriate compiler flags")
 
 
 def quiet_tensorflow_import():

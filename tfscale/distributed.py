@@ -3,12 +3,16 @@
 With one process (no horovodrun) Horovod initialises as a world of size 1, so the same code runs
 single-process and at 512 ranks.
 """
+import ctypes
+import ctypes.util
 import os
+import platform
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
+import horovod
 import horovod.tensorflow as hvd
 import horovod.tensorflow.keras as hvd_keras
 from tfscale import cpu_cores
@@ -53,6 +57,31 @@ def local_rank() -> int:
 def local_size() -> int:
   init()
   return hvd.local_size()
+
+
+def mpi_library() -> str:
+  """The MPI library Horovod is linked with, as it names itself (MPI_Get_library_version, which MPI allows
+  before MPI_Init): e.g. "Open MPI v4.1.4"; "none" when no libmpi is installed."""
+  name = ctypes.util.find_library("mpi")
+  if not name:
+    return "none"
+  buffer, length = ctypes.create_string_buffer(8192), ctypes.c_int()  # MPICH's MPI_MAX_LIBRARY_VERSION_STRING
+  if ctypes.CDLL(name).MPI_Get_library_version(buffer, ctypes.byref(length)) != 0:
+    return f"{name} (version unknown)"
+  return buffer.value.decode(errors="replace").strip().splitlines()[0].split(",")[0]
+
+
+def software() -> dict:
+  """What this run executes on: rank 0 logs it first and records it in config.json."""
+  init()
+  return {"python": platform.python_version(), "tensorflow": tf.__version__, "tf_keras": tf_keras.__version__,
+          "horovod": horovod.__version__, "controller": "mpi" if hvd.mpi_enabled() else "gloo",
+          "mpi": mpi_library()}
+
+
+def software_line(versions: dict) -> str:
+  return (f"Python {versions['python']}, TensorFlow {versions['tensorflow']}, tf_keras {versions['tf_keras']}, "
+          f"Horovod {versions['horovod']} ({versions['controller']} controller), {versions['mpi']}")
 
 
 def is_chief() -> bool:

@@ -123,10 +123,10 @@ def _not_checkpoint_chatter(record) -> bool:
   return record.levelno > std_logging.INFO or "tensorflow/python/checkpoint" not in record.pathname
 
 
-def announce(config, info, plan, workdir, intra, inter):
-  """Rank 0: the config's differences from the base config (the whole of it is saved as config.json), the
-  run's shape, the phase plan as a table and as plan.png."""
-  workdir_files.write_config(workdir, config)
+def announce(config, info, plan, workdir, intra, inter, software):
+  """Rank 0: the config's differences from the base config (the whole of it is saved as config.json, with
+  the software versions), the run's shape, the phase plan as a table and as plan.png."""
+  workdir_files.write_config(workdir, config, software)
   logging.info("config (whole: %s; fields that differ from config_base):\n%s",
                workdir_files.path(workdir, workdir_files.CONFIG), "\n".join(config_base.differences(config)))
   logging.info("%s: %d classes, %d training images; %d rank(s) × %d = global batch %d; "
@@ -218,6 +218,9 @@ def corrupt_shard_error(info, config, error) -> datasets.DataError:
 def train_and_evaluate(config, workdir: str) -> TrainResult:
   """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
   intra, inter = setup_runtime(config)
+  software = distributed.software()
+  if distributed.is_chief():
+    logging.info("software: %s", distributed.software_line(software))
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   datasets.check_rank_sharding(info, "train", distributed.size(), config.data.record_sharding_fallback)
   plan = create_plan(config, info.split("train").records)
@@ -227,7 +230,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   # Rank 0's list is the truth (the workdir need not be shared between nodes).
   snapshots = distributed.broadcast_object(workdir_files.read_snapshots(workdir) if distributed.is_chief() else None)
   if distributed.is_chief():
-    announce(config, info, plan, workdir, intra, inter)
+    announce(config, info, plan, workdir, intra, inter, software)
     if start_step:
       logging.info("resuming from %s at step %d", manager.latest_checkpoint, start_step)
   if start_step >= plan.total_steps:

@@ -1,6 +1,6 @@
 """The layout of a run's workdir, owned here: every file a run or its evaluation reads or writes.
 
-  config.json          the resolved config (rank 0, at start-up)
+  config.json          the resolved config, and under "software" the versions it runs on (rank 0, at start-up)
   checkpoints/         model + optimizer state (tf.train.CheckpointManager), for resuming
   main_line/           the main line's model + optimizer state kept while a branch trains (state.*, a
                        tf.train.Checkpoint, and state.json naming the step it was kept at)
@@ -18,6 +18,7 @@ import json
 import os
 
 CONFIG = "config.json"
+SOFTWARE = "software"  # config.json's key for the versions, beside the config's sections
 CHECKPOINTS = "checkpoints"
 MAIN_LINE = "main_line"
 PLAN = "plan.json"
@@ -74,11 +75,11 @@ def write_json(file_path: str, value):
   os.replace(file_path + ".tmp", file_path)
 
 
-def write_config(workdir: str, config):
+def write_config(workdir: str, config, software: dict | None = None):
+  """config.json: the resolved config and, under "software", the versions the run executes on."""
   os.makedirs(workdir, exist_ok=True)
-  with open(path(workdir, CONFIG) + ".tmp", "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(path(workdir, CONFIG) + ".tmp", path(workdir, CONFIG))
+  value = json.loads(config.to_json_best_effort())
+  write_json(path(workdir, CONFIG), {**value, SOFTWARE: software} if software else value)
 
 
 def read_config(workdir: str):
@@ -86,8 +87,16 @@ def read_config(workdir: str):
   from tfscale import config_base
   config = config_base.base_config()
   with open(path(workdir, CONFIG)) as f:
-    config.update(json.load(f))
+    value = json.load(f)
+  value.pop(SOFTWARE, None)
+  config.update(value)
   return config
+
+
+def read_software(workdir: str) -> dict:
+  """The versions recorded by the run's start ({} for a run recorded before they were)."""
+  with open(path(workdir, CONFIG)) as f:
+    return json.load(f).get(SOFTWARE, {})
 
 
 def write_plan(workdir: str, plan):
