@@ -8,7 +8,7 @@
 # skips pip entirely when nothing changed. Environment:
 #   TFSCALE_VENV   where the virtualenv goes        (default: <repo>/.venv)
 #   TFSCALE_CACHE  where built wheels are cached    (default: ~/.cache/tfscale)
-#   TFSCALE_TF     the stack, scripts/stacks/tf<X>.txt: 2.21 (default; Python 3.11-3.13) or 2.18 (3.11-3.12)
+#   TFSCALE_TF     the stack, scripts/stacks/tf<X>.txt: 2.21 (default; Python 3.11-3.13) or 2.18 (3.11 only)
 #   PYTHON         interpreter to build the venv on (default: python3 when it is 3.11, 3.12 or 3.13, else
 #                  the newest python3.13/3.12/3.11 on PATH)
 set -euo pipefail
@@ -97,8 +97,10 @@ vpy=$venv/bin/python
 py_version=$(version_of "$vpy")
 py_tag=cp${py_version/./}
 case $py_version in 3.11 | 3.12 | 3.13) ;; *) say "need Python 3.11, 3.12 or 3.13; $vpy is $py_version" >&2; exit 1 ;; esac
-if [[ $tf_version == 2.18.* && $py_version == 3.13 ]]; then
-  say "TensorFlow $tf_version has no Python 3.13 wheels: use TFSCALE_TF=2.21, or a 3.11/3.12 venv" >&2
+# TF 2.18's tf_keras passes floats to random.randint, which Python 3.12 refuses (every model build fails;
+# seen here), and TF 2.18 has no 3.13 wheels: the old stack is Python 3.11 only.
+if [[ $tf_version == 2.18.* && $py_version != 3.11 ]]; then
+  say "TensorFlow $tf_version runs on Python 3.11 only (tf_keras 2.18 breaks on $py_version): use TFSCALE_TF=2.21, or a 3.11 venv" >&2
   exit 1
 fi
 

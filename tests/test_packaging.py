@@ -77,7 +77,8 @@ def test_install_sh_refuses_tf_2_18_on_python_3_13_and_an_unknown_stack(tmp_path
   result = run_install({"TFSCALE_TF": "2.18"}, tmp_path)
   assert result.returncode == 1, result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
-      "[install] TensorFlow 2.18.1 has no Python 3.13 wheels: use TFSCALE_TF=2.21, or a 3.11/3.12 venv")
+      "[install] TensorFlow 2.18.1 runs on Python 3.11 only (tf_keras 2.18 breaks on 3.13): use TFSCALE_TF=2.21, "
+      "or a 3.11 venv")
   result = run_install({"TFSCALE_TF": "2.99"}, tmp_path)
   assert result.returncode == 1
   assert result.stderr.strip() == "[install] no stack TFSCALE_TF=2.99: scripts/stacks/ has tf2.18.txt tf2.21.txt"
