@@ -31,6 +31,7 @@ tf_version=$(sed -n 's/^tensorflow==//p' "$stack")
 # the headers Horovod compiles against.
 usable() { "$1" -c 'import sys, venv, ensurepip, sysconfig, os; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13) and os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")))' 2>/dev/null; }
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none; }
+refuse_python() { say "$1 is $(version_of "$2"): need 3.11, 3.12 or 3.13 with venv and its headers" >&2; exit 1; }
 
 # --- Debian packages: Open MPI for Horovod's MPI controller, a C++ toolchain and cmake to build it, and the
 # allocators scripts/cpu_env.sh preloads on request (TFSCALE_MALLOC=jemalloc|tcmalloc).
@@ -55,8 +56,7 @@ if [[ -z $python ]]; then
        exit 1 ;;
   esac
 elif [[ -n ${PYTHON:-} ]] && ! usable "$python"; then
-  say "PYTHON=$python is $(version_of "$python"): need 3.11, 3.12 or 3.13 with venv and its headers" >&2
-  exit 1
+  refuse_python "PYTHON=$python" "$python"  # before apt: nothing to install can fix the user's choice
 fi
 installed() {
   local name
@@ -86,7 +86,7 @@ if ((${#missing[@]})); then
   say "apt-get install ${names[*]}"
   apt-get install -y -qq --no-install-recommends "${names[@]}" >/dev/null
 fi
-usable "$python" || { say "$python is $(version_of "$python"): need Python 3.11, 3.12 or 3.13 with venv and its headers" >&2; exit 1; }
+usable "$python" || refuse_python "$python" "$python"
 
 # --- The virtualenv and the pinned stack.
 if [[ ! -x $venv/bin/python ]]; then

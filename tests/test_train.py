@@ -86,7 +86,8 @@ def software_is_recorded(workdir, log, controller):
   import horovod
   import tensorflow as tf
   import tf_keras
-  software = json.loads((workdir / "config.json").read_text())["software"]
+  from tfscale import workdir as workdir_files
+  software = workdir_files.read_software(str(workdir))
   assert software["python"] == platform.python_version() and software["tensorflow"] == tf.__version__
   assert software["tf_keras"] == tf_keras.__version__ and software["horovod"] == horovod.__version__ == "0.28.1"
   assert software["controller"] == controller and software["mpi"].startswith("Open MPI v"), software

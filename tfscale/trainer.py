@@ -218,8 +218,8 @@ def corrupt_shard_error(info, config, error) -> datasets.DataError:
 def train_and_evaluate(config, workdir: str) -> TrainResult:
   """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
   intra, inter = setup_runtime(config)
-  software = distributed.software()
-  if distributed.is_chief():
+  software = distributed.software() if distributed.is_chief() else None  # rank 0 logs and records it
+  if software:
     logging.info("software: %s", distributed.software_line(software))
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   datasets.check_rank_sharding(info, "train", distributed.size(), config.data.record_sharding_fallback)

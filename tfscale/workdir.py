@@ -78,7 +78,7 @@ def write_json(file_path: str, value):
 def write_config(workdir: str, config, software: dict | None = None):
   """config.json: the resolved config and, under "software", the versions the run executes on."""
   os.makedirs(workdir, exist_ok=True)
-  value = json.loads(config.to_json_best_effort())
+  value = json.loads(config.to_json_best_effort(sort_keys=True))
   write_json(path(workdir, CONFIG), {**value, SOFTWARE: software} if software else value)
 
 

@@ -188,9 +188,10 @@ def run_children_at_once(argvs):
 MPI_ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
-def horovodrun(controller, module_argv):
-  return [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2",
-          f"--{controller}", sys.executable, "-m", *module_argv]
+def horovodrun(controller, module_argv, python=sys.executable):
+  """2 ranks on this host under `python`'s venv's horovodrun (another venv's: tfscale_tools/bench_stacks.py)."""
+  return [os.path.join(os.path.dirname(python), "horovodrun"), "-np", "2", "-H", "localhost:2",
+          f"--{controller}", python, "-m", *module_argv]
 
 
 def weak_step_argv(model):

@@ -5,7 +5,7 @@ r"""tfscale against its peer, TF Model Garden's ResNet-50, on the same shards (r
 Model Garden (tf-models-official 2.18.0 with tensorflow 2.18.1 and tf_keras 2.18.0) is installed into its own
 virtualenv on first use (--peer_venv), on this interpreter. Its newest release, 2.20.0, requires
 tensorflow~=2.20.0 and tensorflow-text~=2.20.0, so there is no Model Garden for tfscale's default TF 2.21:
-for a same-TF comparison run this tool from a TF 2.18 venv on Python 3.11/3.12
+for a same-TF comparison run this tool from a TF 2.18 venv (Python 3.11)
 (`TFSCALE_TF=2.18 TFSCALE_VENV=DIR scripts/install.sh`, then `DIR/bin/python -m tfscale_tools.bench_peer`). Each round runs both contenders, one child
 process each, the order alternating between rounds, as their users run them:
 

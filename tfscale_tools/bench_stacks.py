@@ -57,10 +57,9 @@ def measure_model(python) -> dict:
 def measure_allreduce(python) -> dict:
   result = {}
   for controller in ("mpi", "gloo"):
-    horovodrun = os.path.join(os.path.dirname(python), "horovodrun")
-    child = bench_comm.run_child([horovodrun, "-np", "2", "-H", "localhost:2", f"--{controller}", python, "-m",
-                                  "tfscale_tools.bench", "comm_worker", f"--comm_repeats={FLAGS.comm_repeats}"],
-                                 bench_comm.MPI_ROOT_ENV)
+    child = bench_comm.run_child(bench_comm.horovodrun(
+        controller, ["tfscale_tools.bench", "comm_worker", f"--comm_repeats={FLAGS.comm_repeats}"], python),
+        bench_comm.MPI_ROOT_ENV)
     for row in child["rows"]:
       if row["mode"] != "one allreduce per variable":  # the unfused way is not what training does
         result[f"allreduce {controller} {row['wire']} {row['mode']} ms"] = 1e3 * row["seconds"]
