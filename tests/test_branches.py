@@ -21,8 +21,8 @@ BRANCH_START, BRANCH_END = 44, 66
 TINY_BRANCHED = "--config=configs/demo_digits.py:tiny_branched"
 
 
-def horovodrun_train(workdir, data, controller, *overrides):
-  return test_resilience.horovodrun_train(workdir, data, controller, *overrides, config=TINY_BRANCHED)
+def train_job(workdir, data, controller, *overrides):
+  return test_resilience.train_job(workdir, data, controller, *overrides, config=TINY_BRANCHED)
 
 
 def expected_snapshots():
@@ -103,7 +103,7 @@ def wait_inside_the_branch(job, workdir):
 
 def sigterm_run(workdir, shards, ready, *overrides) -> str:
   """Starts the 2-rank run, SIGTERMs both ranks once `ready(job)` returns, and returns the output."""
-  job = horovodrun_train(workdir, shards, "--gloo", *overrides)
+  job = train_job(workdir, shards, "--gloo", *overrides)
   try:
     ready(job)
     stop_ranks(job, signal.SIGTERM)
@@ -116,7 +116,7 @@ def finish_and_check(workdir, shards, *overrides):
   """Reruns the same command; it must end with the uninterrupted run's snapshots and last step, and the
   main line must have gone on from the kept state: the checkpoint rank 0 writes right after the branch
   holds it, weights, BN statistics and velocities alike."""
-  rerun = horovodrun_train(workdir, shards, "--gloo", *overrides)
+  rerun = train_job(workdir, shards, "--gloo", *overrides)
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]
   expected, total_steps = expected_snapshots()
@@ -162,7 +162,7 @@ EVERY_4_STEPS = "--config.train.checkpoint_every_steps=4"
 def killed_inside_the_branch(workdir, shards):
   """A 2-rank run checkpointing every 4 steps, SIGKILLed (launcher and ranks) once a checkpoint inside the
   branch exists."""
-  job = horovodrun_train(workdir, shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
+  job = train_job(workdir, shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
   try:
     wait_for(lambda: latest_step(workdir) > BRANCH_START or job.poll() is not None, 400, "a checkpoint in the branch")
     assert job.poll() is None
@@ -207,7 +207,7 @@ def test_a_resume_inside_a_branch_without_its_kept_state_is_one_line(digits_shar
   workdir = tmp_path / "run"
   killed_inside_the_branch(workdir, digits_shards)
   shutil.rmtree(workdir / "main_line")
-  rerun = horovodrun_train(workdir, digits_shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
+  rerun = train_job(workdir, digits_shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
   output = rerun.communicate(timeout=300)[0]
   assert rerun.returncode != 0
   assert f"does not hold the main line's state at step {BRANCH_START}" in output, output[-3000:]

@@ -15,10 +15,20 @@ TINY = "--config=configs/demo_digits.py:tiny"
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
-def horovodrun_train(workdir, data, controller="--gloo", *overrides, config=TINY):
-  command = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2",
-             controller, sys.executable, "-m", "tfscale.train", config, f"--workdir={workdir}",
-             f"--config.data.dir={data}", *overrides]
+# How a 2-rank job starts: horovodrun with either controller, or mpirun on the tf backend (no Horovod).
+LAUNCHES = ("--gloo", "--mpi", "tf")
+
+
+def launch_command(launch: str) -> list:
+  if launch == "tf":
+    return ["mpirun", "-np", "2", "--bind-to", "none"]
+  return [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2", launch]
+
+
+def train_job(workdir, data, launch="--gloo", *overrides, config=TINY):
+  backend = ["--config.train.backend=tf"] if launch == "tf" else []
+  command = [*launch_command(launch), sys.executable, "-m", "tfscale.train", config, f"--workdir={workdir}",
+             f"--config.data.dir={data}", *backend, *overrides]
   return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -65,6 +75,11 @@ def training_workers(job, environment_marker: str) -> list:
   return found
 
 
+def rank_worker(job, rank: int) -> list:
+  """Rank `rank`'s training process below `job`, as horovodrun or mpirun announced it."""
+  return training_workers(job, f"HOROVOD_RANK={rank}") or training_workers(job, f"OMPI_COMM_WORLD_RANK={rank}")
+
+
 def wait_for(predicate, timeout, what):
   deadline = time.time() + timeout
   while time.time() < deadline:
@@ -92,11 +107,12 @@ def expected_snapshots(variant: str = "tiny") -> list:
   return [(f"{name}-{step}", step) for name, step in plan.snapshot_steps()], plan.total_steps
 
 
-def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(digits_shards, tmp_path):
+@pytest.mark.parametrize("launch", ["--gloo", "tf"])
+def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(launch, digits_shards, tmp_path):
   workdir = tmp_path / "run"
   # Checkpoints every 4 steps (22 steps per epoch), so the rerun resumes mid-epoch.
   every_4_steps = "--config.train.checkpoint_every_steps=4"
-  job = horovodrun_train(workdir, digits_shards, "--gloo", every_4_steps)
+  job = train_job(workdir, digits_shards, launch, every_4_steps)
   try:
     # Kill everything part-way through epoch 2.
     wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
@@ -111,7 +127,7 @@ def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(digits_shar
 
   resumed_at = int(tf_latest(workdir).rsplit("-", 1)[1])
   assert resumed_at % 22 and resumed_at % 4 == 0, resumed_at  # mid-epoch
-  rerun = horovodrun_train(workdir, digits_shards, "--gloo", every_4_steps)
+  rerun = train_job(workdir, digits_shards, launch, every_4_steps)
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]
   assert f"at step {resumed_at}" in output
@@ -122,14 +138,14 @@ def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(digits_shar
       l for l in (workdir / "metrics.jsonl").read_text().splitlines() if l.strip()) + "]")][-1] == 5
 
 
-@pytest.mark.parametrize("controller", ["--gloo", "--mpi"])
-def test_a_dead_rank_ends_the_job_within_60_seconds(controller, digits_shards, tmp_path):
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_a_dead_rank_ends_the_job_within_60_seconds(launch, digits_shards, tmp_path):
   workdir = tmp_path / "run"
-  job = horovodrun_train(workdir, digits_shards, controller)
+  job = train_job(workdir, digits_shards, launch)
   try:
     wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
     assert job.poll() is None
-    rank1 = training_workers(job, "HOROVOD_RANK=1") or training_workers(job, "OMPI_COMM_WORLD_RANK=1")
+    rank1 = rank_worker(job, 1)
     assert len(rank1) == 1, rank1
     os.kill(rank1[0], signal.SIGKILL)
     killed = time.time()

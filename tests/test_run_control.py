@@ -10,8 +10,7 @@ import time
 import pytest
 
 from conftest import REPO, run_module
-from test_resilience import (epochs_done, expected_snapshots, horovodrun_train, kill_tree, tf_latest,
-                             training_workers, wait_for)
+from test_resilience import epochs_done, expected_snapshots, kill_tree, rank_worker, tf_latest, train_job, wait_for
 
 
 def exited(pid: int) -> bool:
@@ -42,16 +41,16 @@ def processes_of(workdir) -> list:
   return found
 
 
-@pytest.mark.parametrize("signum,who", [(signal.SIGTERM, ("HOROVOD_RANK=1",)),
-                                        (signal.SIGUSR1, ("HOROVOD_RANK=0", "HOROVOD_RANK=1"))])
-def test_signal_stops_every_rank_at_one_checkpointed_step_and_the_rerun_finishes_the_plan(signum, who, digits_shards,
-                                                                                        tmp_path):
+@pytest.mark.parametrize("signum,who,launch", [(signal.SIGTERM, (1,), "--gloo"), (signal.SIGUSR1, (0, 1), "--gloo"),
+                                               (signal.SIGTERM, (1,), "tf")])
+def test_signal_stops_every_rank_at_one_checkpointed_step_and_the_rerun_finishes_the_plan(signum, who, launch,
+                                                                                        digits_shards, tmp_path):
   workdir = tmp_path / "run"
-  job = horovodrun_train(workdir, digits_shards, "--gloo")
+  job = train_job(workdir, digits_shards, launch)
   try:
     wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
     assert job.poll() is None
-    ranks = [pid for marker in who for pid in training_workers(job, marker)]
+    ranks = [pid for rank in who for pid in rank_worker(job, rank)]
     assert len(ranks) == len(who)
     for pid in ranks:
       os.kill(pid, signum)
@@ -67,7 +66,7 @@ def test_signal_stops_every_rank_at_one_checkpointed_step_and_the_rerun_finishes
   # The exact step of the stop (checkpoints are otherwise per epoch). Not asserted mid-epoch: a digits
   # step takes tens of ms, so the stop lands on an epoch's last step about one run in 22 (a flaky test).
   assert tf_latest(workdir).endswith(f"ckpt-{step}")
-  rerun = horovodrun_train(workdir, digits_shards, "--gloo")
+  rerun = train_job(workdir, digits_shards, launch)
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]
   assert f"at step {step}" in output
@@ -78,7 +77,7 @@ def test_signal_stops_every_rank_at_one_checkpointed_step_and_the_rerun_finishes
 
 def test_sigterm_to_horovodrun_leaves_no_training_process_within_30_seconds(digits_shards, tmp_path):
   workdir = tmp_path / "run"
-  job = horovodrun_train(workdir, digits_shards, "--mpi")
+  job = train_job(workdir, digits_shards, "--mpi")
   try:
     wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
     assert job.poll() is None and len(processes_of(workdir)) >= 3  # horovodrun (its mpirun) and two ranks
@@ -94,7 +93,7 @@ def test_sigterm_to_horovodrun_leaves_no_training_process_within_30_seconds(digi
 
 def test_one_live_run_per_workdir_and_the_hold_ends_with_the_run(digits_shards, tmp_path):
   workdir = tmp_path / "run"
-  job = horovodrun_train(workdir, digits_shards, "--gloo")
+  job = train_job(workdir, digits_shards, "--gloo")
   try:
     wait_for(lambda: (workdir / "run.lock").exists() and epochs_done(workdir) >= 1 or job.poll() is not None, 400,
              "epoch 1")

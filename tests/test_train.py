@@ -81,19 +81,26 @@ def single_rank_run(digits_shards, tmp_path_factory):
 
 
 def software_is_recorded(workdir, log, controller):
-  """The versions the run executes on: its first log line and config.json's "software"."""
+  """The versions the run executes on: its first log line and config.json's "software". `controller`:
+  Horovod's ("gloo", "mpi"), or "tf" for TensorFlow's collectives (mpirun's rendezvous)."""
   import platform
-  import horovod
   import tensorflow as tf
   import tf_keras
   from tfscale import workdir as workdir_files
   software = workdir_files.read_software(str(workdir))
   assert software["python"] == platform.python_version() and software["tensorflow"] == tf.__version__
-  assert software["tf_keras"] == tf_keras.__version__ and software["horovod"] == horovod.__version__ == "0.28.1"
-  assert software["controller"] == controller and software["mpi"].startswith("Open MPI v"), software
+  assert software["tf_keras"] == tf_keras.__version__ and software["mpi"].startswith("Open MPI v"), software
+  if controller == "tf":
+    assert software["backend"] == "tf" and software["launcher"] == "mpi" and "horovod" not in software, software
+    backend = "TF collectives (mpi rendezvous)"
+  else:
+    import horovod
+    assert software["backend"] == "horovod" and software["horovod"] == horovod.__version__ == "0.28.1"
+    assert software["controller"] == controller, software
+    backend = f"Horovod 0.28.1 ({controller} controller)"
   first = next(line for line in log.splitlines() if "trainer.py" in line or "callbacks.py" in line)
   assert first.endswith(f"software: Python {software['python']}, TensorFlow {tf.__version__}, tf_keras "
-                        f"{tf_keras.__version__}, Horovod 0.28.1 ({controller} controller), {software['mpi']}"), first
+                        f"{tf_keras.__version__}, {backend}, {software['mpi']}"), first
 
 
 def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
@@ -220,7 +227,9 @@ from configs.demo_digits import get_config
 from tfscale import trainer, distributed
 config = get_config({variant!r})
 config.data.dir = {data!r}
+config.train.backend = {backend!r}
 result = trainer.train_and_evaluate(config, {workdir!r})
+assert (config.train.backend == "tf") != ("horovod" in sys.modules)  # the tf backend runs without Horovod
 weights = {{v.name: v.numpy() for v in result.model.variables}}
 np.savez({workdir!r} + f"/rank{{distributed.rank()}}.npz", **weights)
 with open({workdir!r} + f"/rank{{distributed.rank()}}_history.json", "w") as f:
@@ -228,18 +237,16 @@ with open({workdir!r} + f"/rank{{distributed.rank()}}_history.json", "w") as f:
 '''
 
 
-@pytest.mark.parametrize("controller,variant", [("--gloo", "tiny"), ("--mpi", "tiny"), ("--gloo", "tiny_branched")])
-def test_two_horovod_ranks_end_identical(controller, variant, digits_shards, tmp_path):
+@pytest.mark.parametrize("launch,variant", [("--gloo", "tiny"), ("--mpi", "tiny"), ("--gloo", "tiny_branched"),
+                                            ("tf", "tiny_branched")])
+def test_two_ranks_end_identical(launch, variant, digits_shards, tmp_path):
   """tiny_branched: after the branch's hand-back (rank 0 reads the kept state, a broadcast) the ranks go
-  on identical too."""
+  on identical too. "tf": mpirun, TensorFlow's collectives, no Horovod."""
   script = tmp_path / "two_ranks.py"
   workdir = tmp_path / "run"
   script.write_text(TWO_RANK_SCRIPT.format(repo=REPO, data=str(digits_shards), workdir=str(workdir),
-                                           variant=variant))
-  env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-  horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
-  result = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", controller, sys.executable, str(script)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                                           variant=variant, backend="tf" if launch == "tf" else "horovod"))
+  result = launch_two_ranks(launch, sys.executable, str(script))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   rank0, rank1 = np.load(workdir / "rank0.npz"), np.load(workdir / "rank1.npz")
   assert sorted(rank0.files) == sorted(rank1.files) and len(rank0.files) > 20
@@ -253,18 +260,21 @@ def test_two_horovod_ranks_end_identical(controller, variant, digits_shards, tmp
   assert len(json.loads((workdir / "snapshots.json").read_text())) == 2
 
 
-def horovodrun(*args, timeout=900):
-  env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-  command = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "-np", "2", "-H", "localhost:2", *args]
-  return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+def launch_two_ranks(launch, *args, timeout=900):
+  """`args` on 2 local ranks: horovodrun (launch "--gloo", "--mpi" or "" for its default) or mpirun ("tf")."""
+  from test_resilience import ENV, launch_command
+  command = launch_command(launch) if launch else launch_command("--gloo")[:-1]
+  return subprocess.run([*command, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def test_two_rank_multicrop_evaluation_covers_the_odd_split_exactly(single_rank_run):
+@pytest.mark.parametrize("launch", ["", "tf"])
+def test_two_rank_multicrop_evaluation_covers_the_odd_split_exactly(launch, single_rank_run):
   """359 validation images over 2 ranks × batch 16, 12 views each: every image counted once."""
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--config.evals.val.crops=12")
   single = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
-  result = horovodrun(sys.executable, "-m", "tfscale.evaluate", f"--workdir={single_rank_run}",
-                      "--config.evals.val.crops=12", "--config.eval.batch_size=16")
+  backend = ["--config.train.backend=tf"] if launch == "tf" else []
+  result = launch_two_ranks(launch, sys.executable, "-m", "tfscale.evaluate", f"--workdir={single_rank_run}",
+                            "--config.evals.val.crops=12", "--config.eval.batch_size=16", *backend)
   assert result.returncode == 0, result.stderr[-3000:]
   double = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
   assert double["count"] == single["count"] == 359 and double["crops"] == 12
@@ -314,7 +324,8 @@ def test_batch_renorm_run_trains_snapshots_and_evaluates(digits_shards, tmp_path
   assert json.loads((workdir / "eval.json").read_text())["evals"]["val"]["count"] == 359
 
 
-def test_ranks_with_different_record_counts_finish_together(digits_raw, tmp_path):
+@pytest.mark.parametrize("launch", ["--gloo", "tf"])
+def test_ranks_with_different_record_counts_finish_together(launch, digits_raw, tmp_path):
   """3 shard files for 2 ranks: rank 0 reads two, rank 1 one, so per epoch and per validation pass the ranks
   hold different numbers of records (and of validation batches). Every collective is reached by every rank
   at the same step, so the run finishes; a collective behind a rank-dependent branch would hang it."""
@@ -327,10 +338,11 @@ def test_ranks_with_different_record_counts_finish_together(digits_raw, tmp_path
   per_rank = [sum(shard_format.count_records(f) for f in shard_format.files_for_rank(files, r, 2)[0]) for r in (0, 1)]
   assert per_rank[0] > 1.5 * per_rank[1]
   workdir = tmp_path / "run"
-  result = horovodrun("--gloo", sys.executable, "-m", "tfscale.train", TINY, f"--workdir={workdir}",
-                      f"--config.data.dir={shards}", "--config.eval.batch_size=32", timeout=600)
+  backend = ["--config.train.backend=tf"] if launch == "tf" else []
+  result = launch_two_ranks(launch, sys.executable, "-m", "tfscale.train", TINY, f"--workdir={workdir}",
+                            f"--config.data.dir={shards}", "--config.eval.batch_size=32", *backend, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  software_is_recorded(workdir, result.stdout + result.stderr, "gloo")
+  software_is_recorded(workdir, result.stdout + result.stderr, "tf" if launch == "tf" else "gloo")
   assert [s["phase"] for s in json.loads((workdir / "snapshots.json").read_text())] == ["cycle1", "collapse"]
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert len(rows) == 5 and rows[-1]["ranks"] == 2 and "val_top1" in rows[-1]

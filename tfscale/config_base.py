@@ -89,6 +89,8 @@ def _train_section() -> ml_collections.ConfigDict:
   section.deterministic = False
   section.progress = "auto"           # rank 0's progress bar: "on", "off", or "auto" (only when the output
                                       # is the user's own terminal, never into a batch log)
+  section.backend = "horovod"         # cross-rank work: "horovod" (horovodrun, mpirun, srun --mpi) or "tf"
+                                      # (TensorFlow's collective ops over gRPC: mpirun, srun; no Horovod needed)
   section.gradient_compression = "none"  # "fp16": gradients cross the network as float16 (slow links; the cost
                                       # model's --wire=fp16 predicts the same)
   section.stop_check_every_steps = 1  # how often the ranks agree on a stop request (run_control.py)

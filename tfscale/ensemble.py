@@ -14,7 +14,7 @@ def evaluate(workdir: str, config, info: DatasetInfo, evals: dict, snapshots: di
   One pass per split: each batch is decoded once and every member runs on it; the counts of all splits
   are summed over ranks in one allreduce per evaluation, which every rank makes.
   """
-  distributed.init()
+  distributed.init(config.train.backend)  # the run's own (config.json); --config.train.backend= picks another
   distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
   models = {}
   results = {}

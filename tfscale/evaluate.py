@@ -148,8 +148,11 @@ def main(argv):
     sys.exit(f"tfscale.evaluate: error: {e}")
 
   tfscale.quiet_tensorflow_import()  # TensorFlow is imported only now, without its C++ start-up noise.
-  from tfscale import ensemble
-  results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
+  from tfscale import distributed, ensemble
+  try:
+    results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
+  except distributed.BackendError as e:
+    sys.exit(f"tfscale.evaluate: error: {e}")
   if results is not None:  # rank 0
     report(FLAGS.workdir, results)
 

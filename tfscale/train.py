@@ -31,6 +31,11 @@ def preflight(config, workdir):
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   datasets.check_rank_sharding(info, "train", datasets.world_size_from_environment(),
                                config.data.record_sharding_fallback)
+  if config.train.backend not in ("horovod", "tf"):
+    raise config_base.ConfigError(f"train.backend must be 'horovod' or 'tf', got {config.train.backend!r}")
+  if config.train.elastic and config.train.backend != "horovod":
+    raise config_base.ConfigError("train.elastic needs train.backend='horovod' (the tf backend's world is fixed "
+                                  "at start-up)")
   if config.train.elastic and any(p.get("branch") for p in config.plan):
     raise config_base.ConfigError("train.elastic cannot run a plan with branches (a re-formed world is not "
                                   "tested to hand the main line back); run it on a fixed set of ranks")
@@ -45,8 +50,11 @@ def main(argv):
   try:
     preflight(FLAGS.config, FLAGS.workdir)
     tfscale.quiet_tensorflow_import()  # TensorFlow is imported only now, without its C++ start-up noise.
-    from tfscale import trainer
-    trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    from tfscale import distributed, trainer
+    try:
+      trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except distributed.BackendError as e:
+      sys.exit(f"tfscale.train: error: {e}")
   except (config_base.ConfigError, datasets.DataError, workdir_files.WorkdirError, run_control.WorkdirHeld) as e:
     sys.exit(f"tfscale.train: error: {e}")
   except run_control.Stopped as e:

@@ -168,12 +168,14 @@ def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm
 
 
 def setup_runtime(config):
-  """Horovod, per-rank threads, quiet non-chief ranks, stop requests (signals, a vanished launcher); must
+  """The backend, per-rank threads, quiet non-chief ranks, stop requests (signals, a vanished launcher); must
   run before TensorFlow executes anything."""
-  distributed.init()
+  distributed.init(config.train.backend)
+  intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+  # After the backend's start: TF's coordination service (the tf backend) installs a SIGTERM handler of its
+  # own there (its preemption notifier), which would swallow Slurm's and the user's stop requests.
   run_control.install_signal_handlers()
   run_control.watch_launcher()
-  intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
   logging.get_absl_logger().addFilter(_not_checkpoint_chatter)
   if not distributed.is_chief():
     logging.set_verbosity(logging.WARNING)
