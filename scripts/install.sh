@@ -39,6 +39,8 @@ refuse_python() { say "$1 is $(version_of "$2"): need 3.11, 3.12 or 3.13 with ve
 # transition (Ubuntu 24.04, Debian 13), libtcmalloc-minimal4 before (Debian 12).
 debian_packages=(openmpi-bin libopenmpi-dev build-essential cmake git patch libjemalloc2
                  "libtcmalloc-minimal4t64|libtcmalloc-minimal4")
+# The test extra also runs a one-node Slurm cluster (tests/slurm_cluster.py) to start the TF backend with srun.
+[[ ${TFSCALE_EXTRAS:-} == *test* ]] && debian_packages+=(slurmctld slurmd slurm-client munge)
 python=${PYTHON:-}
 if [[ -z $python ]]; then
   for candidate in python3 python3.13 python3.12 python3.11; do

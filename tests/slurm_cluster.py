@@ -80,6 +80,9 @@ def one_node_slurm(root: str, cpus: int = 2):
           == "idle", 60, "the node")
     yield env
   finally:
+    # Tasks of a job whose srun was killed live on under slurmstepd: cancel every job of this cluster.
+    subprocess.run(["scancel", "--full", "--signal=KILL", "--partition=test"], env=env, capture_output=True)
+    time.sleep(1)
     for pidfile in pidfiles:
       try:
         os.kill(int(open(pidfile).read()), signal.SIGTERM)

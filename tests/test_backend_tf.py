@@ -32,6 +32,11 @@ def srun_train(slurm, workdir, data, *overrides, extra_env=None):
                           stderr=subprocess.STDOUT, text=True)
 
 
+def cancel_jobs(slurm):
+  """srun killed by a test leaves its tasks to slurmstepd: cancel them with the job."""
+  subprocess.run(["scancel", "--full", "--signal=KILL", "--name=tfscale-test"], env=slurm, capture_output=True)
+
+
 def srun_rank(job, rank: int) -> list:
   """Rank `rank`'s training process of an srun job (slurmstepd starts it, not srun: found by its workdir)."""
   found = []
@@ -78,6 +83,7 @@ def test_srun_a_dead_peer_ends_the_job_in_one_line_within_90_seconds(slurm, digi
     took = time.time() - killed
   finally:
     kill_tree(job)
+    cancel_jobs(slurm)
   print(f"job ended {took:.1f} s after SIGKILL to rank 1")
   assert job.returncode != 0 and took < 90, output[-3000:]
   errors = [line for line in output.splitlines() if line.startswith("tfscale.train: error:")]
@@ -86,19 +92,26 @@ def test_srun_a_dead_peer_ends_the_job_in_one_line_within_90_seconds(slurm, digi
 
 
 def test_srun_a_port_already_in_use_ends_the_job_in_one_line(slurm, digits_shards, tmp_path):
-  """Under srun each rank listens on TFSCALE_TF_PORT + its local rank: rank 1's is taken here."""
+  """Under srun each rank listens on TFSCALE_TF_PORT + its local rank: rank 1's is taken here. Rank 1 says
+  so and exits; rank 0, whose peer never comes, ends after the join timeout (30 s here, 120 s by default)."""
   with socket.socket() as taken:
     taken.bind(("0.0.0.0", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    job = srun_train(slurm, tmp_path / "run", digits_shards, extra_env={"TFSCALE_TF_PORT": str(port - 1)})
+    started = time.time()
+    job = srun_train(slurm, tmp_path / "run", digits_shards,
+                     extra_env={"TFSCALE_TF_PORT": str(port - 1), "TFSCALE_TF_JOIN_TIMEOUT": "30"})
     try:
       output = job.communicate(timeout=300)[0]
     finally:
       kill_tree(job)
-  assert job.returncode != 0
+      cancel_jobs(slurm)
+  took = time.time() - started
+  assert job.returncode != 0 and took < 120, output[-3000:]
   errors = [line for line in output.splitlines() if line.startswith("tfscale.train: error:")]
-  assert any(f":{port}" in line and "in use" in line for line in errors), output[-3000:]
+  assert len(errors) == 2, output[-3000:]
+  assert any(f"rank 1 cannot listen on" in line and f"port {port} is already in use" in line for line in errors), errors
+  assert any("rank 0 could not join 2 ranks" in line and "within 30 s" in line for line in errors), errors
   assert "Traceback" not in output, output[-3000:]
 
 

@@ -82,6 +82,33 @@ def test_slurm_dry_run_is_a_batch_script_around_the_same_mpirun():
   assert "#SBATCH --nodes=8" in allocated and "mpirun -np 16 --map-by ppr:2:node:PE=20" in allocated
 
 
+def test_tf_backend_forms_mpirun_and_srun():
+  """--backend=tf: the same mpirun with the backend chosen in the command; under Slurm srun starts the
+  ranks (no MPI), pinned per rank as mpirun pins them; horovodrun refuses it."""
+  out = launch("mpirun.sh", "--hosts=node001,node002", "--cores-per-node=40", "--backend=tf", "--dry-run",
+               *TRAIN).stdout.strip()
+  assert out == (f"mpirun -np 4 --host node001:2,node002:2 --map-by ppr:2:node:PE=20 --bind-to core "
+                 f"--report-bindings -x PATH {CPU_ENV} 20 -- python -m tfscale.train "
+                 "--config=configs/resnet50_i1k_ce72.py --workdir=/pfs/runs/ce72 --config.train.note=two\\ words "
+                 "--config.train.backend=tf")
+  script = launch("slurm.sh", "--nodes=64", "--cores-per-node=48", "--image=tfscale.sif", "--backend=tf",
+                  "--dry-run", *TRAIN).stdout
+  lines = script.splitlines()
+  assert not any(line.startswith("mpirun") for line in lines)
+  assert ("srun --nodes=64 --ntasks-per-node=2 --cpus-per-task=24 --cpu-bind=cores apptainer exec tfscale.sif "
+          "/opt/tfscale/scripts/cpu_env.sh 24 -- python -m tfscale.train --config=configs/resnet50_i1k_ce72.py "
+          "--workdir=/pfs/runs/ce72 --config.train.note=two\\ words --config.train.backend=tf &") in lines
+  assert "# checkpointed stop at the next step (exit 75). Only the warning continues the run in a new allocation." \
+      in lines and any("as SIGUSR1 through srun" in line for line in lines)
+  unbound = launch("slurm.sh", "--nodes=2", "--cores-per-node=4", "--bind=none", "--backend=tf", "--chain=none",
+                   "--dry-run", "--", "python", "-m", "tfscale.evaluate").stdout.splitlines()
+  assert unbound[-1] == (f"srun --nodes=2 --ntasks-per-node=2 --cpus-per-task=2 --cpu-bind=none {CPU_ENV} 2 -- "
+                         "python -m tfscale.evaluate --config.train.backend=tf")
+  refused = launch("horovodrun.sh", "--backend=tf", "--dry-run", "--", "x", check=False)
+  assert refused.returncode == 2 and refused.stderr.strip() == (
+      "horovodrun.sh: horovodrun starts Horovod's ranks: for --backend=tf use mpirun.sh or slurm.sh")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--cores-per-node=3", "--", "x"], "3 cores per node do not split evenly over 2 ranks"),
     (["--nodes=2", "--hosts=a", "--", "x"], "--nodes=2 but 1 hosts given"),
@@ -89,6 +116,7 @@ def test_slurm_dry_run_is_a_batch_script_around_the_same_mpirun():
     (["--bind=socket", "--", "x"], "--bind must be core or none"),
     (["--cores-per-node=2"], "no command"),
     (["--gpus=1", "--", "x"], "unknown option '--gpus=1'"),
+    (["--backend=nccl", "--", "x"], "--backend must be horovod or tf, got 'nccl'"),
 ])
 def test_launchers_refuse_bad_shapes_in_one_line(args, message):
   result = launch("mpirun.sh", *args, check=False)

@@ -37,6 +37,10 @@ class Backend:
   def start(self):
     """Horovod's connections are up after hvd.init()."""
 
+  def peer_failure(self, error: BaseException):
+    """None: a rank lost under Horovod ends the job through its launcher (horovodrun, mpirun)."""
+    return None
+
   def versions(self) -> dict:
     return {"horovod": horovod.__version__, "controller": "mpi" if hvd.mpi_enabled() else "gloo"}
 

@@ -17,6 +17,7 @@ import os
 import pickle
 import socket
 import struct
+import subprocess
 import sys
 from typing import NamedTuple
 
@@ -29,8 +30,11 @@ IFACE = "TFSCALE_TF_IFACE"
 PORT = "TFSCALE_TF_PORT"
 TIMEOUT = "TFSCALE_TF_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 600.0
-# Every rank must have joined within REGISTER_SECONDS of the first; a rank silent for HEARTBEAT_SECONDS is
-# dead, and every other rank's next collective fails with that news.
+# Every rank must have joined within JOIN_TIMEOUT seconds (default 120) of starting, or it ends in one
+# line: a peer that never started, or exited, never answers, and neither TF's server start nor the
+# coordination service's registration gives up on its own. A rank silent for HEARTBEAT_SECONDS is dead,
+# and every other rank's next collective fails with that news.
+JOIN_TIMEOUT = "TFSCALE_TF_JOIN_TIMEOUT"
 REGISTER_SECONDS = 120.0
 HEARTBEAT_SECONDS = 30.0
 GROUP_KEY = 1
@@ -39,7 +43,16 @@ FUSION_BYTES = 64 << 20
 
 
 class BackendError(RuntimeError):
-  """A cluster that cannot start: one line for the user."""
+  """A cluster that cannot start or lost a rank: one line for the user."""
+
+
+# What a collective raises when a peer died, cannot be reached, or did not answer within the timeout.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError, tf.errors.InternalError)
+
+
+def first_line(error: BaseException) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class World(NamedTuple):
@@ -93,6 +106,43 @@ def _slurm_world() -> World:
                if "SLURMD_NODENAME" in env else int(env.get("SLURM_NTASKS_PER_NODE", "1")), addresses, "srun")
 
 
+def check_port_free(rank: int, address: str, port: int):
+  """A port taken by another process, said plainly (gRPC's own words are "Could not start gRPC server")."""
+  with socket.socket() as probe:
+    # As gRPC binds: SO_REUSEADDR, so a previous job's connections in TIME_WAIT do not count as taken.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      probe.bind(("", port))
+    except OSError as error:
+      raise BackendError(f"rank {rank} cannot listen on {address}: port {port} is already in use "
+                         f"({error.strerror}); under srun set {PORT} to a free base port") from None
+
+
+# The watchdog is a process of its own: TF's calls that wait for peers hold the GIL, so no Python thread or
+# signal handler of this process runs until they return. It ends this process in one line unless its
+# stdin closes first (cancel(), or this process ending).
+WATCHDOG = """
+import os, select, signal, sys
+ready, _, _ = select.select([sys.stdin], [], [], float(sys.argv[2]))
+if not ready:
+  sys.stderr.write(sys.argv[3] + chr(10))
+  sys.stderr.flush()
+  os.kill(int(sys.argv[1]), signal.SIGKILL)
+"""
+
+
+class Watchdog:
+  def __init__(self, seconds: float, message: str):
+    main = sys.modules["__main__"]
+    program = getattr(getattr(main, "__spec__", None), "name", None) or os.path.basename(sys.argv[0])
+    self._child = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(seconds),
+                                    f"{program}: error: {message}"], stdin=subprocess.PIPE)
+
+  def cancel(self):
+    self._child.stdin.close()
+    self._child.wait()
+
+
 def discover() -> World:
   env = os.environ
   if any(name in env for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
@@ -139,6 +189,13 @@ class Backend:
         coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name="worker", num_tasks=self.size)])
     cluster = cluster_pb2.ClusterDef(job=[cluster_pb2.JobDef(name="worker", tasks=dict(enumerate(self.world.addresses)))])
     port = int(self.world.addresses[self.rank].rsplit(":", 1)[1])
+    check_port_free(self.rank, self.world.addresses[self.rank], port)
+    # From here until start() has seen a first collective return: enabling the collectives already waits
+    # for every peer's server, with no timeout of its own.
+    seconds = float(os.environ.get(JOIN_TIMEOUT) or REGISTER_SECONDS)
+    self._watchdog = Watchdog(seconds, f"rank {self.rank} could not join {self.size} ranks from "
+                              f"{self.world.addresses[self.rank]} within {seconds:.0f} s: a peer never answered "
+                              "(it did not start, or it exited; see its own line)")
     # The servers' session config must name the group leader and filter the devices as the context's does
     # (MultiWorkerMirroredStrategy's _update_config_proto): without it every collective waits forever.
     session = copy.deepcopy(context.context().config)
@@ -150,17 +207,28 @@ class Backend:
         default_session_config=session))
 
   def start(self):
-    """Starts this rank's server and joins the others (TF's runtime starts here, with its thread settings)."""
+    """Starts this rank's server and joins the others (TF's runtime starts here, with its thread settings):
+    done when a first collective over all ranks has returned, or the process ends in one line after the
+    join timeout."""
     if self.size == 1 or self._token is not None:
       return
     from tensorflow.python.eager import context
     try:
       context.context().ensure_initialized()
       self._token = tf.Variable(0.0, name="collective_ordering_token", trainable=False)
-    except Exception as error:  # a taken port, an unreachable peer: one line, not a gRPC trace
-      first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+      self.reduce(np.zeros([], np.float64), "sum")
+    except Exception as error:  # an unreachable peer: one line, not a gRPC trace
       raise BackendError(f"rank {self.rank} could not join {self.size} ranks from "
-                         f"{self.world.addresses[self.rank]}: {first}") from None
+                         f"{self.world.addresses[self.rank]}: {first_line(error)}") from None
+    finally:
+      self._watchdog.cancel()
+
+  def peer_failure(self, error: BaseException):
+    """A collective's failure from a lost peer as one BackendError line; None for any other error."""
+    if self.size == 1 or not isinstance(error, PEER_ERRORS):
+      return None
+    return BackendError(f"rank {self.rank} lost a peer (a collective over {self.size} ranks failed: "
+                        f"{first_line(error)}); rerun the same command to resume from the last checkpoint")
 
   # Every collective is a tf.function per (kind, dtype, shape) with an instance key derived from those, so
   # each execution of it meets the same collective instance on every rank: the ranks call the collectives

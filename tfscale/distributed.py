@@ -8,6 +8,7 @@ process (no launcher) either works as a world of size 1, so the same code runs s
 ranks. Everything else in tfscale asks this module: rank and size, reductions of numbers and arrays, the
 gradient mean inside the training step, broadcasts of state and of Python objects.
 """
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -38,6 +39,19 @@ def init(backend: str = "horovod"):
   else:
     raise ValueError(f"train.backend must be one of {BACKENDS}, got {backend!r}")
   _backend = module.Backend()
+
+
+@contextlib.contextmanager
+def peer_failures_as_errors():
+  """Re-raises a collective's failure from a lost peer (dead, unreachable, past the timeout) as one
+  BackendError line, which the mains print; every other error passes unchanged."""
+  try:
+    yield
+  except tf.errors.OpError as error:
+    failure = _backend.peer_failure(error) if _backend is not None else None
+    if failure is None:
+      raise
+    raise failure from None
 
 
 def _started():

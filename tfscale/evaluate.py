@@ -150,7 +150,8 @@ def main(argv):
   tfscale.quiet_tensorflow_import()  # TensorFlow is imported only now, without its C++ start-up noise.
   from tfscale import distributed, ensemble
   try:
-    results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
+    with distributed.peer_failures_as_errors():
+      results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
   except distributed.BackendError as e:
     sys.exit(f"tfscale.evaluate: error: {e}")
   if results is not None:  # rank 0

@@ -52,7 +52,8 @@ def main(argv):
     tfscale.quiet_tensorflow_import()  # TensorFlow is imported only now, without its C++ start-up noise.
     from tfscale import distributed, trainer
     try:
-      trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      with distributed.peer_failures_as_errors():
+        trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except distributed.BackendError as e:
       sys.exit(f"tfscale.train: error: {e}")
   except (config_base.ConfigError, datasets.DataError, workdir_files.WorkdirError, run_control.WorkdirHeld) as e:

@@ -281,10 +281,13 @@ def _tfscale_model(name, batch):
     optimizer = FusedLARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
   else:
     optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
-  if FLAGS.horovod_wrapper:  # with one rank the library does not wrap; the wrapper's cost is what is timed
+  from tfscale import distributed
+  if FLAGS.backend == "tf":  # what the trainer builds: the tf backend's optimizer over several ranks
+    optimizer = distributed.distributed_optimizer(optimizer, FLAGS.gradient_compression)
+  elif FLAGS.horovod_wrapper:  # with one rank the library does not wrap; the wrapper's cost is what is timed
     import horovod.tensorflow.keras as hvd_keras
-    from tfscale.distributed import GRADIENT_COMPRESSION
-    optimizer = hvd_keras.DistributedOptimizer(optimizer, compression=GRADIENT_COMPRESSION[FLAGS.gradient_compression])
+    compression = {"none": hvd_keras.Compression.none, "fp16": hvd_keras.Compression.fp16}
+    optimizer = hvd_keras.DistributedOptimizer(optimizer, compression=compression[FLAGS.gradient_compression])
   model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=FLAGS.jit_compile, steps_per_execution=FLAGS.steps_per_execution)
   return model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes)
@@ -309,7 +312,7 @@ def bench_model():
   import tensorflow as tf
   from tfscale import distributed
 
-  distributed.init()
+  distributed.init(FLAGS.backend)
   distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
   say = (lambda text: print(text, file=sys.stderr)) if distributed.is_chief() else (lambda text: None)
   rows = []

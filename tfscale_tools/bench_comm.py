@@ -34,6 +34,8 @@ flags.DEFINE_list("weak_models", ["resnet50", "wrn50_2"], "`comm`: models of the
 flags.DEFINE_bool("allreduce", True, "`comm`: run the allreduce part (--noallreduce: weak scaling only).")
 flags.DEFINE_integer("weak_steps", 3, "`comm`: timed training steps per weak-scaling run.")
 flags.DEFINE_integer("weak_batch", 32, "`comm`: per-rank batch of the weak-scaling runs.")
+flags.DEFINE_enum("backend", "horovod", ["horovod", "tf"], "`model`, `comm_worker`: what carries the collectives "
+                  "(config.train.backend); tf runs under mpirun or srun, not horovodrun.")
 flags.DEFINE_string("result_file", None, "`model`, `comm_worker`: rank 0 also writes its numbers here as JSON "
                     "(how parent benchmarks read their children: launchers mangle long stdout lines).")
 
@@ -81,59 +83,59 @@ def _median_seconds(run, repeats):
 def measure_allreduce(shapes, repeats, sizes=()):
   """Rows {mode, wire, tensors, bytes, seconds} for each way of allreducing `shapes`, plus the flat sweep.
 
-  The raw Horovod ops are what is timed, so this tool calls Horovod itself (the library asks
-  tfscale.distributed, which has no use for them)."""
-  import horovod.tensorflow as hvd
+  "the training step's" is `tfscale.distributed.mean_gradients` traced into one tf.function, the very
+  reduction the optimizer runs (Horovod: one grouped allreduce, its tensor fusion; tf: packed buffers of
+  ≤ 64 MB); "one flat buffer" is the same call on the gradients concatenated. Under Horovod the raw
+  per-variable allreduce is timed too (this tool calls Horovod itself for it: the library has no use for it)."""
   import tensorflow as tf
   from tfscale import distributed
   rng = np.random.default_rng(distributed.rank())
   grads = [tf.constant(rng.standard_normal(shape, np.float32)) for shape in shapes]
   flat = tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
   floats = int(flat.shape[0])
+  mean = {wire: tf.function(lambda ts, wire=wire: distributed.mean_gradients(ts, wire)) for wire in ("none", "fp16")}
+  runs = {wire: [("one flat buffer", 1, lambda wire=wire: mean[wire]([flat])[0].numpy()),
+                 ("the training step's (distributed.mean_gradients)", len(grads),
+                  lambda wire=wire: mean[wire](grads)[-1].numpy())] for wire in ("none", "fp16")}
+  bf16 = "supported"
+  if distributed.backend_name() == "horovod":
+    import horovod.tensorflow as hvd
+    per_variable = tf.function(lambda t, wire: tf.cast(hvd.allreduce(tf.cast(t, wire), op=hvd.Sum), tf.float32))
 
-  def cast_sum(tensor, wire):
-    return tf.cast(hvd.allreduce(tf.cast(tensor, wire), op=hvd.Sum), tf.float32)
-
-  flat_fn = {wire: tf.function(lambda x, wire=wire: cast_sum(x, wire)) for wire in (tf.float32, tf.float16)}
-  grouped_fn = {wire: tf.function(lambda ts, wire=wire: [tf.cast(t, tf.float32) for t in
-                                                          hvd.grouped_allreduce([tf.cast(t, wire) for t in ts],
-                                                                                op=hvd.Sum)])
-                for wire in (tf.float32, tf.float16)}
-
-  def per_variable(wire):
-    for g in grads:  # eager: each call blocks until its allreduce is done, so nothing is fused
-      cast_sum(g, wire).numpy()
-
+    def each_variable(wire):
+      for g in grads:  # each call blocks until its allreduce is done, so nothing is fused
+        per_variable(g, wire).numpy()
+    for wire, dtype in (("none", tf.float32), ("fp16", tf.float16)):
+      runs[wire].append(("one allreduce per variable", len(grads), lambda dtype=dtype: each_variable(dtype)))
+    try:
+      hvd.allreduce(tf.zeros([8], tf.bfloat16), op=hvd.Sum).numpy()
+    except Exception as error:  # Horovod 0.28.1 registers its allreduce for int and float16/32/64 only
+      bf16 = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
   rows = []
-  for wire, wire_name, width in ((tf.float32, "fp32", 4), (tf.float16, "fp16", 2)):
-    for mode, tensors, run in (
-        ("one flat buffer", 1, lambda: flat_fn[wire](flat).numpy()),
-        ("grouped (tensor fusion)", len(grads), lambda: [t.numpy() for t in grouped_fn[wire](grads)][-1]),
-        ("one allreduce per variable", len(grads), lambda: per_variable(wire))):
+  for wire, wire_name, width in (("none", "fp32", 4), ("fp16", "fp16", 2)):
+    for mode, tensors, run in runs[wire]:
       rows.append({"mode": mode, "wire": wire_name, "tensors": tensors, "bytes": floats * width,
                    "fp32_bytes": floats * 4, "seconds": _median_seconds(run, repeats)})
-  try:
-    hvd.allreduce(tf.zeros([8], tf.bfloat16), op=hvd.Sum).numpy()
-    bf16 = "supported"
-  except Exception as error:  # Horovod 0.28.1 registers its allreduce for int and float16/32/64 only
-    bf16 = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
   sweep = []
   for nbytes in sorted(int(s) for s in sizes):
     buffer = tf.constant(rng.standard_normal(max(1, nbytes // 4), np.float32))
-    sweep.append({"bytes": nbytes, "seconds": _median_seconds(lambda: flat_fn[tf.float32](buffer).numpy(),
+    sweep.append({"bytes": nbytes, "seconds": _median_seconds(lambda: mean["none"]([buffer])[0].numpy(),
                                                               max(repeats, 10))})
   return {"floats": floats, "tensors": len(grads), "rows": rows, "bf16": bf16, "sweep": sweep}
 
 
 def comm_worker():
-  """One allreduce measurement under whatever launcher started this process; rank 0 reports."""
-  import horovod.tensorflow as hvd
+  """One allreduce measurement under whatever launcher started this process, on --backend; rank 0 reports."""
   from tfscale import distributed
-  distributed.init()
+  distributed.init(FLAGS.backend)
+  distributed.configure_threads()
   shapes = gradient_shapes("resnet50")
   result = measure_allreduce(shapes, FLAGS.comm_repeats, FLAGS.comm_sizes)
-  result.update(ranks=distributed.size(), memcpy_gbps=memcpy_gbps(result["floats"] * 4),
-                controller="gloo" if hvd.gloo_enabled() else "mpi", local_size=distributed.local_size())
+  versions = distributed.software()
+  controller = (f"horovod {versions['controller']}" if versions["backend"] == "horovod"
+                else f"tf ({versions['launcher']})")
+  result.update(ranks=distributed.size(), memcpy_gbps=memcpy_gbps(result["floats"] * 4), controller=controller,
+                backend=versions["backend"], local_size=distributed.local_size())
   if distributed.is_chief():
     print(allreduce_table([result]))
     write_result(result)
@@ -145,7 +147,7 @@ def bus_gbps(row, ranks):
 
 def allreduce_table(results) -> str:
   """Markdown: one row per (controller, wire, mode)."""
-  lines = ["| controller | on the wire | mode | tensors | ms | bus GB/s | fp32 gradient GB/s | of memcpy |",
+  lines = ["| backend | on the wire | mode | tensors | ms | bus GB/s | fp32 gradient GB/s | of memcpy |",
            "|---|---|---|---:|---:|---:|---:|---:|"]
   for result in results:
     for row in result["rows"]:

@@ -44,7 +44,11 @@ flags.DEFINE_integer("steps", 10, "Timed steps per contender and round (after th
 flags.DEFINE_integer("rounds", 4, "Alternating rounds.")
 flags.DEFINE_integer("tfscale_epochs", 2, "tfscale trains this many epochs of --steps + 1 steps and reports the "
                      "last one's rate (from epoch 2 on, warmed up as Model Garden's timed loop is).")
-flags.DEFINE_list("contenders", ["model_garden", "tfscale"], "Who runs (the first is the ratios' baseline).")
+flags.DEFINE_list("contenders", ["model_garden", "tfscale"], "Who runs (the first is the ratios' baseline); with "
+                  "--netns_hosts also tfscale_horovod (tfscale is then its tf backend).")
+flags.DEFINE_integer("netns_hosts", 0, "Run each contender on this many namespace hosts of scripts/netns/up.sh "
+                     "(Model Garden: MultiWorkerMirroredStrategy, one worker per host; tfscale: one rank per host "
+                     "under scripts/netns/mpirun.sh); 0: one process on this host.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_PACKAGES = ["tensorflow==2.18.1", "tf_keras==2.18.0", "tf-models-official==2.18.0"]
@@ -89,48 +93,121 @@ def num_classes(shards: str) -> int:
 def wait_with_peak_rss(argv, env, log_path) -> tuple:
   """(exit code, peak resident GB) of a child whose output goes to log_path."""
   with open(log_path, "w") as log:
-    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    _, status, usage = os.wait4(child.pid, 0)
-  child.returncode = os.waitstatus_to_exitcode(status)
-  return child.returncode, usage.ru_maxrss / 1e6
+    return wait_peak(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO))
 
 
-def run_model_garden(python, shards, dtype, scratch) -> dict:
-  model_dir = os.path.join(scratch, "model_garden")
-  params = {
+def wait_peak(child) -> tuple:
+  """(exit code, peak resident GB of it and the descendants it waited for)."""
+  _, status, usage = os.wait4(child.pid, 0)
+  return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1e6
+
+
+def model_garden_params(shards, dtype, global_batch, strategy=None) -> dict:
+  return {
       "task": {"model": {"num_classes": num_classes(shards)},
-               "train_data": {"input_path": os.path.join(shards, "train-*"), "global_batch_size": FLAGS.batch,
+               "train_data": {"input_path": os.path.join(shards, "train-*"), "global_batch_size": global_batch,
                               "dtype": "bfloat16" if "bfloat16" in dtype else "float32"}},
       # Three loops, the third timed: orbit restarts its step timer before it saves the checkpoint that
       # follows loop 1 (the first save of a run is never skipped), so loop 2's rate would include that save.
       "trainer": {"train_steps": 3 * FLAGS.steps, "steps_per_loop": FLAGS.steps, "summary_interval": FLAGS.steps,
                   "checkpoint_interval": 3 * FLAGS.steps, "validation_interval": 3 * FLAGS.steps},
-      "runtime": {"mixed_precision_dtype": "bfloat16" if "bfloat16" in dtype else None},
+      "runtime": {"mixed_precision_dtype": "bfloat16" if "bfloat16" in dtype else None,
+                  **({"distribution_strategy": strategy} if strategy else {})},
   }
-  env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV and k != "TF_USE_LEGACY_KERAS"}
-  code, rss = wait_with_peak_rss([python, "-m", "official.vision.train", "--experiment=resnet_imagenet", "--mode=train",
-                                  f"--model_dir={model_dir}", f"--params_override={json.dumps(params)}"],
-                                 env, os.path.join(scratch, "model_garden.log"))
+
+
+def peer_env(**extra) -> dict:
+  return {**{k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV and k != "TF_USE_LEGACY_KERAS"}, **extra}
+
+
+def model_garden_rate(model_dir, code, scratch, log, global_batch) -> float:
   rates = summary_values(os.path.join(model_dir, "train"), "steps_per_second")
   if code != 0 or len(rates) < 3:
-    raise RuntimeError(f"Model Garden exited {code} with steps_per_second {rates}:\n{tail(scratch, 'model_garden')}")
-  return {"images_per_second": rates[-1] * FLAGS.batch, "peak_rss_gb": rss}
+    raise RuntimeError(f"Model Garden exited {code} with steps_per_second {rates}:\n{tail(scratch, log)}")
+  return rates[-1] * global_batch
+
+
+def run_model_garden(python, shards, dtype, scratch) -> dict:
+  model_dir = os.path.join(scratch, "model_garden")
+  params = model_garden_params(shards, dtype, FLAGS.batch)
+  code, rss = wait_with_peak_rss([python, "-m", "official.vision.train", "--experiment=resnet_imagenet", "--mode=train",
+                                  f"--model_dir={model_dir}", f"--params_override={json.dumps(params)}"],
+                                 peer_env(), os.path.join(scratch, "model_garden.log"))
+  return {"images_per_second": model_garden_rate(model_dir, code, scratch, "model_garden", FLAGS.batch),
+          "peak_rss_gb": rss}
+
+
+def tfscale_argv(shards, dtype, workdir, *overrides) -> list:
+  return [sys.executable, "-m", "tfscale.train",
+          f"--config={os.path.join(REPO, 'tfscale_tools', 'bench_peer_config.py')}:{FLAGS.tfscale_epochs}",
+          f"--workdir={workdir}", f"--config.data.dir={shards}", f"--config.data.num_classes={num_classes(shards)}",
+          f"--config.model.dtype={dtype}", f"--config.train.batch_per_rank={FLAGS.batch}", *overrides]
+
+
+def tfscale_rate(workdir, code, scratch) -> float:
+  from tfscale import workdir as workdir_files
+  rows = workdir_files.read_metrics(workdir) if os.path.exists(os.path.join(workdir, "config.json")) else []
+  if code != 0 or not rows:
+    raise RuntimeError(f"tfscale exited {code}:\n{tail(scratch, 'tfscale')}")
+  return rows[-1]["images_per_second"]
 
 
 def run_tfscale(shards, dtype, scratch) -> dict:
   workdir = os.path.join(scratch, "tfscale")
-  code, rss = wait_with_peak_rss(
-      [os.path.join(REPO, "scripts", "cpu_env.sh"), "--", sys.executable, "-m", "tfscale.train",
-       f"--config={os.path.join(REPO, 'tfscale_tools', 'bench_peer_config.py')}:{FLAGS.tfscale_epochs}",
-       f"--workdir={workdir}",
-       f"--config.data.dir={shards}", f"--config.data.num_classes={num_classes(shards)}",
-       f"--config.model.dtype={dtype}", f"--config.train.batch_per_rank={FLAGS.batch}"],
-      {**os.environ, "TFSCALE_PYTHON": sys.executable}, os.path.join(scratch, "tfscale.log"))
-  from tfscale import workdir as workdir_files
-  rows = workdir_files.read_metrics(workdir)
-  if code != 0 or not rows:
-    raise RuntimeError(f"tfscale exited {code}:\n{tail(scratch, 'tfscale')}")
-  return {"images_per_second": rows[-1]["images_per_second"], "peak_rss_gb": rss}
+  code, rss = wait_with_peak_rss([os.path.join(REPO, "scripts", "cpu_env.sh"), "--", *tfscale_argv(shards, dtype, workdir)],
+                                 {**os.environ, "TFSCALE_PYTHON": sys.executable}, os.path.join(scratch, "tfscale.log"))
+  return {"images_per_second": tfscale_rate(workdir, code, scratch), "peak_rss_gb": rss}
+
+
+# --- On the namespace hosts of scripts/netns/up.sh (--netns_hosts=N): one process per host, each pinned to
+# core (host index mod cores), as a node of N single-core hosts would run them; rates are the job's images/s.
+NETNS_STATE = os.environ.get("TFSCALE_NETNS_STATE", "/run/tfscale-netns")
+MODEL_GARDEN_PORT = 23456
+
+
+def netns_hosts() -> list:
+  """[(address, namespace)] of the first --netns_hosts hosts up.sh made."""
+  try:
+    with open(os.path.join(NETNS_STATE, "hosts")) as f:
+      hosts = [tuple(line.split()[:2]) for line in f if line.strip()]
+  except OSError:
+    hosts = []
+  if len(hosts) < FLAGS.netns_hosts:
+    raise SystemExit(f"bench_peer: --netns_hosts={FLAGS.netns_hosts} but {len(hosts)} namespace hosts are up "
+                     f"(scripts/netns/up.sh --hosts={FLAGS.netns_hosts})")
+  return hosts[:FLAGS.netns_hosts]
+
+
+def run_model_garden_hosts(python, shards, dtype, scratch) -> dict:
+  """Model Garden as its users run it on a CPU cluster: one worker per host under MultiWorkerMirroredStrategy,
+  TF_CONFIG naming the workers; the chief's steps_per_second summary gives the rate."""
+  hosts = netns_hosts()
+  model_dir = os.path.join(scratch, "model_garden")
+  global_batch = FLAGS.batch * len(hosts)
+  params = json.dumps(model_garden_params(shards, dtype, global_batch, "multi_worker_mirrored"))
+  cluster = {"worker": [f"{address}:{MODEL_GARDEN_PORT}" for address, _ in hosts]}
+  children = []
+  for index, (_, namespace) in enumerate(hosts):
+    env = peer_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    log = open(os.path.join(scratch, f"model_garden{'' if index == 0 else index}.log"), "w")
+    children.append(subprocess.Popen(
+        ["ip", "netns", "exec", namespace, "taskset", "-c", str(index % os.cpu_count()), python, "-m",
+         "official.vision.train", "--experiment=resnet_imagenet", "--mode=train", f"--model_dir={model_dir}",
+         f"--params_override={params}"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO))
+  codes, peaks = zip(*(wait_peak(child) for child in children))
+  return {"images_per_second": model_garden_rate(model_dir, max(codes, key=abs), scratch, "model_garden", global_batch),
+          "peak_rss_gb": max(peaks)}
+
+
+def run_tfscale_hosts(shards, dtype, scratch, backend) -> dict:
+  """tfscale on the same hosts, started by scripts/netns/mpirun.sh, each rank pinned like Model Garden's."""
+  workdir = os.path.join(scratch, "tfscale")
+  pin = ["sh", "-c", f'exec taskset -c $((OMPI_COMM_WORLD_RANK % {os.cpu_count()})) "$0" "$@"']
+  argv = [os.path.join(REPO, "scripts", "netns", "mpirun.sh"), "--", *pin, os.path.join(REPO, "scripts", "cpu_env.sh"),
+          "1", "--", *tfscale_argv(shards, dtype, workdir, f"--config.train.backend={backend}")]
+  code, rss = wait_with_peak_rss(argv, {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"},
+                                 os.path.join(scratch, "tfscale.log"))
+  return {"images_per_second": tfscale_rate(workdir, code, scratch), "peak_rss_gb": rss}
 
 
 def summary_values(directory: str, tag: str) -> list:
@@ -155,8 +232,16 @@ def main(argv):
   del argv
   python = peer_python() if "model_garden" in FLAGS.contenders else None
   shards = peer_shards(FLAGS.steps, FLAGS.batch)
-  runners = {"model_garden": lambda dtype, scratch: run_model_garden(python, shards, dtype, scratch),
-             "tfscale": lambda dtype, scratch: run_tfscale(shards, dtype, scratch)}
+  if FLAGS.netns_hosts:
+    runners = {"model_garden": lambda dtype, scratch: run_model_garden_hosts(python, shards, dtype, scratch),
+               "tfscale": lambda dtype, scratch: run_tfscale_hosts(shards, dtype, scratch, "tf"),
+               "tfscale_horovod": lambda dtype, scratch: run_tfscale_hosts(shards, dtype, scratch, "horovod")}
+  else:
+    runners = {"model_garden": lambda dtype, scratch: run_model_garden(python, shards, dtype, scratch),
+               "tfscale": lambda dtype, scratch: run_tfscale(shards, dtype, scratch)}
+  unknown = set(FLAGS.contenders) - set(runners)
+  if unknown:
+    raise SystemExit(f"bench_peer: no contender {sorted(unknown)} here (have {sorted(runners)})")
   results = {(name, dtype): [] for name in FLAGS.contenders for dtype in FLAGS.dtypes}
   for round_ in range(FLAGS.rounds):
     for dtype in FLAGS.dtypes:
@@ -168,7 +253,8 @@ def main(argv):
         print(f"round {round_ + 1} {dtype} {name}: {result['images_per_second']:.2f} images/s, peak RSS "
               f"{result['peak_rss_gb']:.2f} GB ({time.time() - start:.0f} s)", file=sys.stderr)
   baseline = FLAGS.contenders[0]
-  print(f"\n{FLAGS.steps} steady-state steps of batch {FLAGS.batch} per child, {FLAGS.rounds} alternating rounds, "
+  where = f"{FLAGS.netns_hosts} namespace hosts × 1 core, " if FLAGS.netns_hosts else ""
+  print(f"\n{where}{FLAGS.steps} steady-state steps of batch {FLAGS.batch} per child (per host), {FLAGS.rounds} alternating rounds, "
         f"{os.cpu_count()} cores; × {baseline} = median of per-round ratios\n")
   print("| contender | dtype | images/s (median) | × " + baseline + " | per-round ratios | peak RSS GB |\n"
         "|---|---|---:|---:|---|---:|")

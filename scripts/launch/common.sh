@@ -12,6 +12,8 @@ usage: $(basename "$0") [options] -- COMMAND [ARGS…]
   --image=FILE.sif      run every rank inside this Apptainer/Singularity image (hybrid MPI model)
   --bind=core|none      pin each rank to its cores (default) or not (shared or oversubscribed machines)
   --controller=mpi|gloo horovodrun only (default mpi)
+  --backend=horovod|tf  what carries the collectives (default horovod); tf adds --config.train.backend=tf
+                        to the command, and slurm.sh then starts the ranks with srun instead of mpirun
   --time=HH:MM:SS --partition=NAME --account=NAME --job-name=NAME   slurm.sh only
   --stage-data=SRC:DST  slurm.sh only: copy each node's shards to node-local DST before training
   --chain=requeue|resubmit|none  slurm.sh only: continue the run in a new allocation after the walltime
@@ -25,10 +27,10 @@ EOF
 
 launch_die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 
-# Sets: nodes ranks_per_node cores_per_node hosts[] image bind controller dry_run slurm_* stage_data
+# Sets: nodes ranks_per_node cores_per_node hosts[] image bind controller backend dry_run slurm_* stage_data
 # and command[] (everything after --).
 launch_parse() {
-  nodes="" ranks_per_node=2 cores_per_node="" image="" bind=core controller=mpi dry_run=0
+  nodes="" ranks_per_node=2 cores_per_node="" image="" bind=core controller=mpi backend=horovod dry_run=0
   slurm_time=01:00:00 slurm_partition="" slurm_account="" slurm_job_name=tfscale stage_data=""
   slurm_chain=requeue slurm_signal_lead=300 slurm_max_chain=20
   hosts=() command=()
@@ -43,6 +45,7 @@ launch_parse() {
       --image=*) image=${1#*=} ;;
       --bind=*) bind=${1#*=} ;;
       --controller=*) controller=${1#*=} ;;
+      --backend=*) backend=${1#*=} ;;
       --time=*) slurm_time=${1#*=} ;;
       --partition=*) slurm_partition=${1#*=} ;;
       --account=*) slurm_account=${1#*=} ;;
@@ -79,6 +82,8 @@ launch_parse() {
   world_size=$((nodes * ranks_per_node))
   [[ $bind == core || $bind == none ]] || launch_die "--bind must be core or none, got '$bind'"
   [[ $controller == mpi || $controller == gloo ]] || launch_die "--controller must be mpi or gloo"
+  [[ $backend == horovod || $backend == tf ]] || launch_die "--backend must be horovod or tf, got '$backend'"
+  [[ $backend == horovod ]] || command+=(--config.train.backend="$backend")
   return 0
 }
 
@@ -114,6 +119,16 @@ launch_mpirun_command() {
     [[ -n ${!name:-} ]] && mpirun_command+=(-x "$name")
   done
   mpirun_command+=("${rank_command[@]}")
+}
+
+# srun arguments for the job's shape (the tf backend under Slurm: ranks and peers from Slurm's environment,
+# no MPI). srun does not take --cpus-per-task from the batch script since Slurm 22.05, so it is given here;
+# srun forwards SIGUSR1 and SIGTERM to every task, as mpirun does.
+launch_srun_command() {
+  launch_rank_command
+  srun_command=(srun --nodes="$nodes" --ntasks-per-node="$ranks_per_node" --cpus-per-task="$cores_per_rank")
+  if [[ $bind == core ]]; then srun_command+=(--cpu-bind=cores); else srun_command+=(--cpu-bind=none); fi
+  srun_command+=("${rank_command[@]}")
 }
 
 # Prints an argv as one shell-quoted line (what --dry-run shows, and what a user can paste).

@@ -11,6 +11,7 @@ set -euo pipefail
 launch_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$launch_repo/scripts/launch/common.sh"
 launch_parse "$@"
+[[ $backend == horovod ]] || launch_die "horovodrun starts Horovod's ranks: for --backend=$backend use mpirun.sh or slurm.sh"
 ((${#hosts[@]})) || { ((nodes == 1)) && hosts=(localhost); } ||
   launch_die "horovodrun needs --hosts or --hostfile for $nodes nodes"
 launch_rank_command

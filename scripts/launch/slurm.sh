@@ -7,11 +7,12 @@
 #          --config.data.dir=/local/i1k
 #
 # Writes a batch script and pipes it to sbatch; --dry-run prints the script instead. Inside it mpirun
-# reads the allocation (no host list) and pins rank r of a node to cores [r·C/P, (r+1)·C/P).
+# reads the allocation (no host list) and pins rank r of a node to cores [r·C/P, (r+1)·C/P); with
+# --backend=tf srun starts the ranks instead (TF's collectives need no MPI) and pins them the same way.
 #
 # Walltime chains. The job asks Slurm for an early warning (`--signal=B:USR1@LEAD`, default 300 s before
-# the time limit) sent to the batch shell, which forwards it to mpirun; mpirun forwards SIGUSR1 to every
-# rank, the ranks agree on a stop at the next step, rank 0 checkpoints it and all exit 75. The script then
+# the time limit) sent to the batch shell, which forwards it to mpirun (or srun); either forwards SIGUSR1
+# to every rank, the ranks agree on a stop at the next step, rank 0 checkpoints it and all exit 75. The script then
 # requeues the job (`scontrol requeue`, --chain=requeue, the default; the job keeps its id and appends to
 # its output) or submits its own batch script again (--chain=resubmit: `scontrol write batch_script` then
 # `sbatch`, for sites that forbid requeueing), until a run exits 0 (the plan is finished) or --max-chain
@@ -21,7 +22,13 @@ launch_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$launch_repo/scripts/launch/common.sh"
 launch_parse "$@"
 ((${#hosts[@]} == 0)) || launch_die "Slurm picks the nodes: leave out --hosts/--hostfile"
-launch_mpirun_command
+if [[ $backend == tf ]]; then
+  launch_srun_command
+  job_command=("${srun_command[@]}")
+else
+  launch_mpirun_command
+  job_command=("${mpirun_command[@]}")
+fi
 
 batch_script() {
   case $slurm_chain in requeue|resubmit|none) ;; *) launch_die "--chain must be requeue, resubmit or none" ;; esac
@@ -52,20 +59,20 @@ batch_script() {
     launch_print srun --ntasks-per-node=1 "${stage[@]}"
   fi
   if [[ $slurm_chain == none ]]; then
-    launch_print "${mpirun_command[@]}"
+    launch_print "${job_command[@]}"
     return
   fi
   local requeue='scontrol requeue "$SLURM_JOB_ID"'
   [[ $slurm_chain == resubmit ]] && \
     requeue='scontrol write batch_script "$SLURM_JOB_ID" - | sbatch --export=ALL,TFSCALE_CHAIN_COUNT=$allocation'
   cat <<SCRIPT
-# The early warning (USR1) and scancel (TERM) reach the ranks as SIGUSR1 through mpirun: one agreed,
+# The early warning (USR1) and scancel (TERM) reach the ranks as SIGUSR1 through ${job_command[0]}: one agreed,
 # checkpointed stop at the next step (exit 75). Only the warning continues the run in a new allocation.
 set +e
 cancelled=0
 trap 'kill -USR1 "\$launcher" 2>/dev/null' USR1
 trap 'cancelled=1; kill -USR1 "\$launcher" 2>/dev/null' TERM
-$(launch_print "${mpirun_command[@]}") &
+$(launch_print "${job_command[@]}") &
 launcher=\$!
 while :; do wait "\$launcher"; status=\$?; kill -0 "\$launcher" 2>/dev/null || break; done
 if ((status == 75 && !cancelled)); then
