@@ -37,41 +37,47 @@ def tx_bytes(namespace):
 
 
 ALLREDUCE = """
-import json, os, socket
+import json, os, sys
 import numpy as np
-import tfscale, tensorflow as tf
-import horovod.tensorflow as hvd
-hvd.init()
-total = hvd.allreduce(tf.fill([4 * 2 ** 20], float(hvd.rank() + 1)), op=hvd.Sum).numpy()
+import tfscale
+from tfscale import distributed
+distributed.init(sys.argv[1])
+distributed.configure_threads()
+total = distributed.allreduce_sum(np.full([2 * 2 ** 20], float(distributed.rank() + 1)))  # 16 MiB of float64
 address = os.popen("ip -o -4 addr show eth0").read().split()[3]
-print(json.dumps({"rank": hvd.rank(), "size": hvd.size(), "local_size": hvd.local_size(), "address": address,
-                  "values": sorted(set(total.tolist()))}))
+print(json.dumps({"rank": distributed.rank(), "size": distributed.size(), "local_size": distributed.local_size(),
+                  "address": address, "values": sorted(set(total.tolist())), "backend": distributed.backend_name()}))
 """
 
 
-def test_an_allreduce_between_two_namespace_hosts_crosses_the_shaped_link(two_hosts):
+@pytest.mark.parametrize("backend", ["horovod", "tf"])
+def test_an_allreduce_between_two_namespace_hosts_crosses_the_shaped_link(two_hosts, backend):
   assert "2 hosts (10.78.0.11 10.78.0.12), links 1gbit" in two_hosts.stdout
   shaping = subprocess.run(["ip", "netns", "exec", "tfst-h1", "tc", "qdisc", "show", "dev", "eth0"],
                            capture_output=True, text=True, check=True).stdout
   assert "rate 1Gbit" in shaping
   before = tx_bytes("tfst-h1")
-  run = netns("mpirun.sh", "--", sys.executable, "-c", ALLREDUCE, timeout=300)
+  run = netns("mpirun.sh", "--", sys.executable, "-c", ALLREDUCE, backend, timeout=300)
   assert run.returncode == 0, run.stderr[-3000:]
   ranks = sorted((json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")),
                  key=lambda r: r["rank"])
   assert [r["address"] for r in ranks] == ["10.78.0.11/24", "10.78.0.12/24"]
-  assert all(r["size"] == 2 and r["local_size"] == 1 and r["values"] == [3.0] for r in ranks)
-  # 16 MiB of floats: with 2 ranks each host sends half the buffer reduced and half the result back.
+  assert all(r["size"] == 2 and r["local_size"] == 1 and r["values"] == [3.0] and r["backend"] == backend
+             for r in ranks)
+  # 16 MiB: with 2 ranks each host sends half the buffer reduced and half the result back.
   assert tx_bytes("tfst-h1") - before > 0.9 * 16 * 2 ** 20
 
 
-def test_a_two_host_training_run(two_hosts, digits_shards, tmp_path):
+@pytest.mark.parametrize("backend", ["horovod", "tf"])
+def test_a_two_host_training_run(two_hosts, digits_shards, tmp_path, backend):
   workdir = tmp_path / "run"
   run = netns("mpirun.sh", "--", sys.executable, "-m", "tfscale.train", "--config=configs/demo_digits.py:tiny",
-              f"--workdir={workdir}", f"--config.data.dir={digits_shards}", timeout=900)
+              f"--workdir={workdir}", f"--config.data.dir={digits_shards}", f"--config.train.backend={backend}",
+              timeout=900)
   assert run.returncode == 0, run.stderr[-3000:]
   log = run.stdout + run.stderr
   assert "2 rank(s) × 32 = global batch 64" in log, log[-3000:]
+  assert ("TF collectives (mpi rendezvous)" in log) == (backend == "tf"), log[-3000:]
   assert list((workdir / "snapshots").iterdir())
 
 
