@@ -87,7 +87,18 @@ def test_cli_table_json_and_calibration(tmp_path):
   calibration.write_text(json.dumps({"ranks": 2, "sweep": [{"bytes": n, "seconds": 2 * 50e-6 + n / 0.1e9}
                                                            for n in (1e4, 1e6, 1e7)]}))
   table = run_module("tfscale_tools.cost_model", "--nodes=2", f"--calibration={calibration}").stdout
-  assert "α 50.00 µs, β 0.10 GB/s" in table
+  assert "α 50.00 µs, β 0.10 GB/s" in table and "halving_doubling" in table
+  # One calibration per backend: each its own α-β; TF's collectives are rings, so its fit counts 2(p−1) steps.
+  tf_calibration = tmp_path / "netns-tf.json"
+  tf_calibration.write_text(json.dumps({"ranks": 4, "backend": "tf", "sweep": [
+      {"bytes": n, "seconds": 2 * 3 * 80e-6 + 1.5 * n / 0.2e9} for n in (1e4, 1e6, 1e7)]}))
+  both = run_module("tfscale_tools.cost_model", "--nodes=2,4", f"--calibration={calibration},{tf_calibration}",
+                    "--json").stdout.splitlines()
+  networks = [json.loads(line)["network"] for line in both]
+  assert networks == [f"horovod backend, α-β fitted to {calibration}"] * 2 + \
+      [f"tf backend, α-β fitted to {tf_calibration}"] * 2
+  tables = run_module("tfscale_tools.cost_model", "--nodes=2", f"--calibration={calibration},{tf_calibration}").stdout
+  assert "α 80.00 µs, β 0.20 GB/s, ring" in tables and "α 50.00 µs, β 0.10 GB/s, halving_doubling" in tables
   # A recipe's gradient_compression halves the bytes on the wire, as --wire=fp16 does; an explicit flag wins.
   recipe = ("--nodes=2", "--config=configs/resnet50_i1k.py:448n", "--config.train.gradient_compression=fp16")
   compressed = run_module("tfscale_tools.cost_model", *recipe).stdout

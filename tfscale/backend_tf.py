@@ -40,6 +40,11 @@ HEARTBEAT_SECONDS = 30.0
 GROUP_KEY = 1
 # Gradients travel in flat buffers of at most this many bytes: Horovod's default fusion threshold.
 FUSION_BYTES = 64 << 20
+# The ring splits each buffer into this many interleaved rings at most (TF's default picks fewer for CPU
+# buffers): ResNet-50's 102 MB gradient between 2 namespace hosts took 1.21 s by default, 0.94 s with 16
+# at 1 Gbit/s (ideal 0.82 s), 0.42–0.51 s against 0.25–0.30 s at 10 Gbit/s (/tmp experiment, 3 repeats each,
+# 2026-12-03; docs/BENCHMARKS.md has the alternating comparison with Horovod).
+MAX_SUBDIVS = 16
 
 
 class BackendError(RuntimeError):
@@ -252,7 +257,7 @@ class Backend:
     from tensorflow.python.ops import collective_ops
     merge, final = MERGE[op]
     return collective_ops.all_reduce_v2(tensor, merge_op=merge, final_op=final, ordering_token=self._token.handle,
-                                        **self._common(key))
+                                        max_subdivs_per_device=MAX_SUBDIVS, **self._common(key))
 
   def reduce(self, array: np.ndarray, op: str) -> np.ndarray:
     tensor = tf.constant(array)

@@ -183,12 +183,14 @@ def define_flags():
                     "--config.train.gradient_compression=fp16, Horovod's fp16 compression).")
   flags.DEFINE_float("link_gbps", None, "Node link bandwidth, Gbit/s each direction (overrides the system's).")
   flags.DEFINE_float("latency_us", None, "Per-message latency α, µs (overrides the system's).")
-  flags.DEFINE_enum("algorithm", "halving_doubling", ["halving_doubling", "ring"], "Inter-node allreduce.")
+  flags.DEFINE_enum("algorithm", None, ["halving_doubling", "ring"], "Inter-node allreduce (default: ring for a "
+                    "tf-backend calibration, TF's collectives being ring allreduces; halving_doubling otherwise).")
   flags.DEFINE_float("overlap", 0.25, "Share of the backward pass the allreduce hides behind; 0.25 fits tfscale's "
                      "tf_keras + Horovod step on the namespace links (docs/SCALING.md).")
   flags.DEFINE_float("epochs", 90, "Epochs to train.")
   flags.DEFINE_integer("dataset_images", ILSVRC2012_TRAIN_IMAGES, "Training-set size.")
-  flags.DEFINE_string("calibration", None, "JSON of `bench comm_worker --comm_sizes=…`: fit α and β to its sweep.")
+  flags.DEFINE_list("calibration", [], "JSON of `bench comm_worker --comm_sizes=…` (one per backend, comma-separated): "
+                    "fit α and β to each sweep and predict with each backend's.")
   flags.DEFINE_bool("published", False, "Predict the seed paper's published points and compare.")
   flags.DEFINE_bool("json", False, "Print the predictions as JSON lines instead of a table.")
   config_flags.DEFINE_config_file("config", None, "A recipe (as for tfscale.train, --config.* overrides too): its "
@@ -212,18 +214,28 @@ def job_settings() -> dict:
   return settings
 
 
-def network_from_flags() -> Network:
-  network = SYSTEMS[FLAGS.system]["network"] if FLAGS.system else Network(alpha_seconds=3e-6, beta_bytes_per_second=10e9)
-  if FLAGS.calibration:
-    with open(FLAGS.calibration) as f:
-      result = json.load(f)
-    alpha, beta = fit_alpha_beta(result["sweep"], result["ranks"], FLAGS.algorithm)
-    network = dataclasses.replace(network, alpha_seconds=alpha, beta_bytes_per_second=beta)
-  if FLAGS.link_gbps:
-    network = dataclasses.replace(network, beta_bytes_per_second=FLAGS.link_gbps * 1e9 / 8)
-  if FLAGS.latency_us is not None:
-    network = dataclasses.replace(network, alpha_seconds=FLAGS.latency_us * 1e-6)
-  return dataclasses.replace(network, algorithm=FLAGS.algorithm)
+def networks_from_flags() -> list:
+  """[(what the network is, Network)]: one per --calibration file (its backend's fitted α-β), else one from
+  --system, --link_gbps and --latency_us."""
+  base = SYSTEMS[FLAGS.system]["network"] if FLAGS.system else Network(alpha_seconds=3e-6, beta_bytes_per_second=10e9)
+  networks = []
+  for path in FLAGS.calibration or [None]:
+    network, backend = base, None
+    if path:
+      with open(path) as f:
+        result = json.load(f)
+      backend = result.get("backend", "horovod")
+      algorithm = FLAGS.algorithm or ("ring" if backend == "tf" else "halving_doubling")
+      alpha, beta = fit_alpha_beta(result["sweep"], result["ranks"], algorithm)
+      network = dataclasses.replace(network, alpha_seconds=alpha, beta_bytes_per_second=beta)
+    if FLAGS.link_gbps:
+      network = dataclasses.replace(network, beta_bytes_per_second=FLAGS.link_gbps * 1e9 / 8)
+    if FLAGS.latency_us is not None:
+      network = dataclasses.replace(network, alpha_seconds=FLAGS.latency_us * 1e-6)
+    algorithm = FLAGS.algorithm or ("ring" if backend == "tf" else network.algorithm)
+    networks.append((f"{backend} backend, α-β fitted to {path}" if path else "given network",
+                     dataclasses.replace(network, algorithm=algorithm)))
+  return networks
 
 
 def main(argv):
@@ -237,18 +249,23 @@ def main(argv):
       print(f"| {point['name']}{role} | {rate:.1f} | {prediction['images_per_second']:,.0f} | {observed:,.0f} | "
             f"{minutes:.0f} | {point['minutes']} | {100 * (minutes / point['minutes'] - 1):+.0f} % |")
     return
-  network = network_from_flags()
   ranks_per_node = FLAGS.ranks_per_node or (SYSTEMS[FLAGS.system]["ranks_per_node"] if FLAGS.system else 2)
   job = job_settings()
   gradient_bytes = gradient_floats(job["model"], job["num_classes"]) * (4 if job["wire"] == "fp32" else 2)
-  rows = [predict(Job(nodes=int(n), ranks_per_node=ranks_per_node, batch_per_rank=job["batch_per_rank"],
-                      node_images_per_second=FLAGS.node_images_per_second, gradient_bytes=gradient_bytes,
-                      overlap=FLAGS.overlap, epochs=FLAGS.epochs, train_images=FLAGS.dataset_images), network)
-          for n in FLAGS.nodes]
-  if FLAGS.json:
-    for row in rows:
-      print(json.dumps(row))
-    return
+  for number, (label, network) in enumerate(networks_from_flags()):
+    rows = [predict(Job(nodes=int(n), ranks_per_node=ranks_per_node, batch_per_rank=job["batch_per_rank"],
+                        node_images_per_second=FLAGS.node_images_per_second, gradient_bytes=gradient_bytes,
+                        overlap=FLAGS.overlap, epochs=FLAGS.epochs, train_images=FLAGS.dataset_images), network)
+            for n in FLAGS.nodes]
+    if FLAGS.json:
+      for row in rows:
+        print(json.dumps({"network": label, **row}))
+    else:
+      print(("\n" if number else "") + f"{label}: ", end="")
+      print_table(job, gradient_bytes, ranks_per_node, network, rows)
+
+
+def print_table(job, gradient_bytes, ranks_per_node, network, rows):
   print(f"{job['model']} gradient {gradient_bytes / 1e6:.1f} MB ({job['wire']}); {ranks_per_node} ranks/node × "
         f"{job['batch_per_rank']} images; node {FLAGS.node_images_per_second:g} img/s alone; α "
         f"{1e6 * network.alpha_seconds:.2f} µs, β {network.beta_bytes_per_second / 1e9:.2f} GB/s, "

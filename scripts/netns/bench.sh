@@ -7,13 +7,17 @@
 #
 #   3. with --compression=ROUNDS: only the training step of 2 hosts, fp32 and fp16 gradients on the wire
 #      (train.gradient_compression) in alternating order for ROUNDS rounds per link rate.
+#   4. with --backends=ROUNDS: Horovod against the tf backend (train.backend), in alternating order for
+#      ROUNDS rounds per link rate: the allreduce benchmark with its α-β sweep on 2 and 4 hosts, and the
+#      training step of 2 hosts beside 1 rank alone (weak-scaling efficiency).
 #
 #   scripts/netns/bench.sh [--rates=1gbit,200mbit] [--out=runs/netns] [--steps=3] [--batch=16] [--compression=N]
+#                          [--backends=N]
 # Needs root and network namespaces; run it on an otherwise idle machine.
 set -euo pipefail
 dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$dir/../.." && pwd)
-rates=1gbit,200mbit out=$repo/runs/netns steps=3 batch=16 compression=0
+rates=1gbit,200mbit out=$repo/runs/netns steps=3 batch=16 compression=0 backends=0
 for arg; do
   case $arg in
     --rates=*) rates=${arg#*=} ;;
@@ -21,7 +25,9 @@ for arg; do
     --steps=*) steps=${arg#*=} ;;
     --batch=*) batch=${arg#*=} ;;
     --compression=*) compression=${arg#*=} ;;
-    *) echo "usage: bench.sh [--rates=R1,R2] [--out=DIR] [--steps=N] [--batch=B] [--compression=ROUNDS]" >&2; exit 2 ;;
+    --backends=*) backends=${arg#*=} ;;
+    *) echo "usage: bench.sh [--rates=R1,R2] [--out=DIR] [--steps=N] [--batch=B] [--compression=ROUNDS]" \
+            "[--backends=ROUNDS]" >&2; exit 2 ;;
   esac
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -32,6 +38,39 @@ sizes=4096,65536,1048576,4194304,16777216,67108864
 step=(-m tfscale_tools.bench model --models=resnet50 "--batches=$batch" --dtypes=float32 --nobare --rounds=1
       "--steps=$steps" --intra_op_threads=1 --inter_op_threads=1 --nogemm_ceiling)
 trap '"$dir/down.sh"' EXIT
+
+if ((backends)); then
+  for rate in ${rates//,/ }; do
+    for hosts in 2 4; do
+      "$dir/up.sh" --hosts=$hosts --rate="$rate"
+      for ((round = 1; round <= backends; round++)); do
+        order=(horovod tf)
+        ((round % 2)) || order=(tf horovod)
+        for backend in "${order[@]}"; do
+          echo "== $rate round $round: allreduce over $hosts hosts, $backend backend"
+          "$dir/mpirun.sh" -- "$python" -m tfscale_tools.bench comm_worker "--backend=$backend" --comm_repeats=5 \
+            "--comm_sizes=$sizes" "--result_file=$out/allreduce-$rate-${hosts}hosts-$backend-$round.json" >/dev/null
+        done
+        if ((hosts == 2)); then
+          order=(one horovod tf)
+          ((round % 2)) || order=(tf horovod one)
+          for backend in "${order[@]}"; do
+            echo "== $rate round $round: training step, ${backend/one/1 rank alone (core 0)}"
+            if [[ $backend == one ]]; then
+              taskset -c 0 "$python" "${step[@]}" "--result_file=$out/step-1rank-$rate-$round.json" >/dev/null
+            else
+              "$dir/mpirun.sh" -- sh -c 'exec taskset -c "$OMPI_COMM_WORLD_RANK" "$0" "$@"' "$repo/scripts/cpu_env.sh" 1 -- \
+                "$python" "${step[@]}" "--backend=$backend" "--result_file=$out/step-2hosts-$rate-$backend-$round.json" >/dev/null
+            fi
+          done
+        fi
+      done
+      "$dir/down.sh"
+    done
+  done
+  "$python" -m tfscale_tools.bench_comm_summary "$out" "$rates" "$backends"
+  exit 0
+fi
 
 if ((compression)); then
   for rate in ${rates//,/ }; do
