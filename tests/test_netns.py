@@ -81,6 +81,28 @@ def test_a_two_host_training_run(two_hosts, digits_shards, tmp_path, backend):
   assert list((workdir / "snapshots").iterdir())
 
 
+def test_the_backend_benchmark_measures_both_backends_and_fits_each(two_hosts, tmp_path):
+  """scripts/netns/bench.sh --backends's allreduce part on 2 hosts, one round, and its summary: the same
+  reduction the optimizer runs, timed on each backend, and an α-β fit per backend for the planner."""
+  for backend in ("horovod", "tf"):
+    run = netns("mpirun.sh", "--", sys.executable, "-m", "tfscale_tools.bench", "comm_worker", f"--backend={backend}",
+                "--comm_repeats=1", "--comm_sizes=4096,1048576,4194304",
+                f"--result_file={tmp_path}/allreduce-1gbit-2hosts-{backend}-1.json", timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+  result = json.loads((tmp_path / "allreduce-1gbit-2hosts-tf-1.json").read_text())
+  assert result["backend"] == "tf" and result["ranks"] == 2 and result["controller"] == "tf (mpi)"
+  assert [s["bytes"] for s in result["sweep"]] == [4096, 1048576, 4194304]
+  summary = subprocess.run([sys.executable, "-m", "tfscale_tools.bench_comm_summary", str(tmp_path), "1gbit", "1"],
+                           capture_output=True, text=True, cwd=REPO, check=True).stdout
+  rows = [line for line in summary.splitlines() if line.startswith("| 1gbit | 2 |")]
+  assert len(rows) == 4 + 2, summary  # 2 wires × 2 reductions, then one α-β row per backend
+  assert any("| tf | ring |" in row for row in rows) and any("| horovod | halving_doubling |" in row for row in rows)
+  # A 4 MB allreduce over 1 Gbit/s takes at least its bytes' time on the wire, on both backends.
+  for backend in ("horovod", "tf"):
+    sweep = json.loads((tmp_path / f"allreduce-1gbit-2hosts-{backend}-1.json").read_text())["sweep"]
+    assert sweep[-1]["seconds"] > 4194304 * 8 / 1e9, (backend, sweep)
+
+
 def test_dry_run_and_refusals_need_no_namespaces(tmp_path):
   state = tmp_path / "state"
   state.mkdir()

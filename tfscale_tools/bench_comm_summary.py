@@ -26,12 +26,18 @@ def ratio_cell(ratios) -> str:
   return f"**{statistics.median(ratios):.3f}** ({' '.join(f'{r:.2f}' for r in ratios)})"
 
 
+def host_counts(out, rate) -> list:
+  """The host counts the run measured at `rate` (allreduce-<rate>-<N>hosts-… files)."""
+  prefix = f"allreduce-{rate}-"
+  return sorted({int(name[len(prefix):].split("hosts")[0]) for name in os.listdir(out) if name.startswith(prefix)})
+
+
 def allreduce_tables(out, rates, rounds):
   print("| link | hosts | wire | reduction | Horovod ms | tf ms | tf ÷ Horovod time (rounds) |\n"
         "|---|---:|---|---|---:|---:|---|")
   fits = []
   for rate in rates:
-    for hosts in (2, 4):
+    for hosts in host_counts(out, rate):
       runs = {b: [load(out, f"allreduce-{rate}-{hosts}hosts-{b}-{r}.json") for r in range(1, rounds + 1)]
               for b in BACKENDS}
       for wire in ("fp32", "fp16"):
@@ -53,6 +59,8 @@ def allreduce_tables(out, rates, rounds):
 
 
 def step_table(out, rates, rounds):
+  if not any(name.startswith("step-") for name in os.listdir(out)):
+    return
   print("\ntraining step, images/s per rank (fp32 ResNet-50, 1 thread per rank; 2 hosts × 1 rank against 1 rank "
         "alone; efficiency = median of per-round ratios to the 1-rank run of the same round):\n")
   print("| link | 1 rank alone | Horovod, 2 hosts (efficiency) | tf, 2 hosts (efficiency) | tf ÷ Horovod (rounds) |\n"

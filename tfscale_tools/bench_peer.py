@@ -45,7 +45,7 @@ flags.DEFINE_integer("rounds", 4, "Alternating rounds.")
 flags.DEFINE_integer("tfscale_epochs", 2, "tfscale trains this many epochs of --steps + 1 steps and reports the "
                      "last one's rate (from epoch 2 on, warmed up as Model Garden's timed loop is).")
 flags.DEFINE_list("contenders", ["model_garden", "tfscale"], "Who runs (the first is the ratios' baseline); with "
-                  "--netns_hosts also tfscale_horovod (tfscale is then its tf backend).")
+                  "--netns_hosts also tfscale_horovod and tfscale_fp16 (tfscale is then its tf backend).")
 flags.DEFINE_integer("netns_hosts", 0, "Run each contender on this many namespace hosts of scripts/netns/up.sh "
                      "(Model Garden: MultiWorkerMirroredStrategy, one worker per host; tfscale: one rank per host "
                      "under scripts/netns/mpirun.sh); 0: one process on this host.")
@@ -199,15 +199,16 @@ def run_model_garden_hosts(python, shards, dtype, scratch) -> dict:
           "peak_rss_gb": max(peaks)}
 
 
-def run_tfscale_hosts(shards, dtype, scratch, backend) -> dict:
+def run_tfscale_hosts(shards, dtype, scratch, backend, *overrides) -> dict:
   """tfscale on the same hosts, started by scripts/netns/mpirun.sh, each rank pinned like Model Garden's."""
   workdir = os.path.join(scratch, "tfscale")
   pin = ["sh", "-c", f'exec taskset -c $((OMPI_COMM_WORLD_RANK % {os.cpu_count()})) "$0" "$@"']
   argv = [os.path.join(REPO, "scripts", "netns", "mpirun.sh"), "--", *pin, os.path.join(REPO, "scripts", "cpu_env.sh"),
-          "1", "--", *tfscale_argv(shards, dtype, workdir, f"--config.train.backend={backend}")]
-  code, rss = wait_with_peak_rss(argv, {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"},
-                                 os.path.join(scratch, "tfscale.log"))
-  return {"images_per_second": tfscale_rate(workdir, code, scratch), "peak_rss_gb": rss}
+          "1", "--", *tfscale_argv(shards, dtype, workdir, f"--config.train.backend={backend}", *overrides)]
+  code, _ = wait_with_peak_rss(argv, {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"},
+                               os.path.join(scratch, "tfscale.log"))
+  # The ranks run under Open MPI's daemons, which mpirun does not wait for: its rusage misses them.
+  return {"images_per_second": tfscale_rate(workdir, code, scratch), "peak_rss_gb": float("nan")}
 
 
 def summary_values(directory: str, tag: str) -> list:
@@ -231,11 +232,14 @@ def tail(scratch, name, lines=40) -> str:
 def main(argv):
   del argv
   python = peer_python() if "model_garden" in FLAGS.contenders else None
-  shards = peer_shards(FLAGS.steps, FLAGS.batch)
+  shards = peer_shards(FLAGS.steps, FLAGS.batch * max(1, FLAGS.netns_hosts))  # one tfscale epoch at any host count
   if FLAGS.netns_hosts:
     runners = {"model_garden": lambda dtype, scratch: run_model_garden_hosts(python, shards, dtype, scratch),
                "tfscale": lambda dtype, scratch: run_tfscale_hosts(shards, dtype, scratch, "tf"),
-               "tfscale_horovod": lambda dtype, scratch: run_tfscale_hosts(shards, dtype, scratch, "horovod")}
+               "tfscale_horovod": lambda dtype, scratch: run_tfscale_hosts(shards, dtype, scratch, "horovod"),
+               # fp16 gradients on the wire: an option of tfscale's that Model Garden's strategy does not offer
+               "tfscale_fp16": lambda dtype, scratch: run_tfscale_hosts(
+                   shards, dtype, scratch, "tf", "--config.train.gradient_compression=fp16")}
   else:
     runners = {"model_garden": lambda dtype, scratch: run_model_garden(python, shards, dtype, scratch),
                "tfscale": lambda dtype, scratch: run_tfscale(shards, dtype, scratch)}
