@@ -31,8 +31,12 @@ class Backend:
     for name, value in RUNTIME_DEFAULTS.items():
       os.environ.setdefault(name, value)
     hvd.init()
-    self.rank, self.size = hvd.rank(), hvd.size()
-    self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
+
+  # Asked of Horovod each time, never cached: under elastic training the world re-forms during the run.
+  rank = property(lambda self: hvd.rank())
+  size = property(lambda self: hvd.size())
+  local_rank = property(lambda self: hvd.local_rank())
+  local_size = property(lambda self: hvd.local_size())
 
   def start(self):
     """Horovod's connections are up after hvd.init()."""
