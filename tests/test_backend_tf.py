@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, run_module
 from slurm_cluster import one_node_slurm
-from test_resilience import descendants, epochs_done, kill_tree, wait_for
+from test_resilience import epochs_done, kill_tree, wait_for
 
 TINY = "--config=configs/demo_digits.py:tiny"
 
@@ -110,7 +110,7 @@ def test_srun_a_port_already_in_use_ends_the_job_in_one_line(slurm, digits_shard
   assert job.returncode != 0 and took < 120, output[-3000:]
   errors = [line for line in output.splitlines() if line.startswith("tfscale.train: error:")]
   assert len(errors) == 2, output[-3000:]
-  assert any(f"rank 1 cannot listen on" in line and f"port {port} is already in use" in line for line in errors), errors
+  assert any("rank 1 cannot listen on" in line and f"port {port} is already in use" in line for line in errors), errors
   assert any("rank 0 could not join 2 ranks" in line and "within 30 s" in line for line in errors), errors
   assert "Traceback" not in output, output[-3000:]
 
