@@ -70,12 +70,23 @@ def _parent_of(pid: int) -> int:
     return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+SHELLS = ("sh", "bash", "dash")
+
+
 def _name_of(pid: int) -> str:
+  """The launcher a process is (its program, or the first of its first three words that is one), else its
+  program. A shell running `sh -c "mpirun …"` counts as that launcher: horovodrun in MPI mode execs into
+  one, so that shell is the pid the user holds, and it dies on SIGTERM without passing it on."""
   try:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
-      words = [os.path.basename(w.decode(errors="replace")) for w in f.read().split(b"\0") if w]
+      raw = [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
   except OSError:
     return ""
+  words = [os.path.basename(w) for w in raw]
+  if len(raw) >= 3 and words[0] in SHELLS and raw[1] == "-c" and raw[2].split():
+    first = os.path.basename(raw[2].split()[0])
+    if first in LAUNCHERS:
+      return first
   return next((w for w in words[:3] if w in LAUNCHERS), words[0] if words else "")
 
 
