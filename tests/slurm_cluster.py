@@ -9,20 +9,13 @@ import socket
 import subprocess
 import time
 
+from test_resilience import wait_for
+
 
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
-
-
-def _wait(predicate, seconds: float, what: str):
-  deadline = time.time() + seconds
-  while time.time() < deadline:
-    if predicate():
-      return
-    time.sleep(0.2)
-  raise RuntimeError(f"one-node Slurm: {what} not up after {seconds} s")
 
 
 def _conf(root: str, cpus: int) -> str:
@@ -76,8 +69,8 @@ def one_node_slurm(root: str, cpus: int = 2):
                    check=True, capture_output=True)
     subprocess.run(["/usr/sbin/slurmctld", "-f", conf], check=True, env=env, capture_output=True)
     subprocess.run(["/usr/sbin/slurmd", "-f", conf], check=True, env=env, capture_output=True)
-    _wait(lambda: subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout.strip()
-          == "idle", 60, "the node")
+    wait_for(lambda: subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout.strip()
+             == "idle", 60, "the one-node Slurm's node to be idle")
     yield env
   finally:
     # Tasks of a job whose srun was killed live on under slurmstepd: cancel every job of this cluster.
