@@ -3,9 +3,9 @@
 Stop requests. SIGTERM (scancel, preemption, walltime), SIGINT (Ctrl-C; a second one interrupts at once)
 and SIGUSR1 (Slurm's `--signal=…USR1@seconds` early warning) to any rank, or to all, are recorded by a
 handler; so is the disappearance of the launcher that started the rank (horovodrun, mpirun, srun: a
-SIGKILLed launcher leaves ranks behind otherwise), which a watchdog thread checks every few seconds. At
+SIGKILLed launcher leaves ranks behind otherwise), which a watchdog thread checks every second. At
 the next step boundary every rank takes part in one small allreduce of its request
-(callbacks.StopAtRequest), so
+(callbacks.AgreedStop, in callbacks.StepEnd), so
 all ranks agree to stop at the same step; rank 0 checkpoints that step, every rank leaves `fit`, and the
 program exits with EXIT_STOPPED after one line (rank 0): "stopped at step N by SIGTERM; rerun the same
 command to resume". Rerunning resumes from that exact step.
@@ -25,8 +25,10 @@ import socket
 import threading
 import time
 
+from tfscale import workdir as workdir_files  # json and os only
+
 EXIT_STOPPED = 75  # EX_TEMPFAIL (sysexits.h): "try again later" — rerunning the command resumes the run.
-LOCK_FILE = "run.lock"
+LOCK_FILE = workdir_files.RUN_LOCK
 LAUNCHERS = ("horovodrun", "mpirun", "mpiexec", "orterun", "prterun", "srun")
 # Request codes, ordered: the allreduce keeps the largest, so every rank reports the same reason.
 REASONS = {0: None, 1: "SIGINT", 2: "SIGUSR1", 3: "SIGTERM", 4: "the launcher's exit"}
@@ -106,8 +108,20 @@ def launcher_chain(pid: int = None) -> list:
   return chain[:outermost] if outermost > 0 else []
 
 
-def watch_launcher(every_seconds: float = 5.0):
-  """A daemon thread that requests a stop when any process between this rank and its launcher exits."""
+def _alive(pid: int) -> bool:
+  """Running, not a zombie: a dead launcher stays a zombie until its own parent reaps it, and a workflow
+  manager holding its Popen may not do so until it next polls (the shell horovodrun --mpi execs into)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+  except OSError:
+    return False
+
+
+def watch_launcher(every_seconds: float = 1.0):
+  """A daemon thread that requests a stop when any process between this rank and its launcher exits (a
+  signal 0 to a handful of pids once a second costs nothing; a slower check let a short run outlive its
+  dead launcher)."""
   chain = launcher_chain()
   if not chain:
     return None
@@ -115,14 +129,9 @@ def watch_launcher(every_seconds: float = 5.0):
   def watch():
     while True:
       time.sleep(every_seconds)
-      for pid in chain:
-        try:
-          os.kill(pid, 0)
-        except ProcessLookupError:
-          _request["code"] = max(_request["code"], LAUNCHER_GONE)
-          return
-        except PermissionError:
-          pass
+      if not all(map(_alive, chain)):
+        _request["code"] = max(_request["code"], LAUNCHER_GONE)
+        return
 
   thread = threading.Thread(target=watch, name="tfscale-launcher-watch", daemon=True)
   thread.start()
