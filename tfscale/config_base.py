@@ -69,6 +69,8 @@ def _optim_section() -> ml_collections.ConfigDict:
   section.momentum = 0.9
   section.lars_eta = 0.001           # LARS trust coefficient η
   section.decay_biases = False       # True: weight decay on biases too, as Caffe's decay_mult 1 does
+  section.decay_batch_norm = False   # True: weight decay on BN's γ/β too, as Intel Caffe's MKLDNN engine does
+                                     # (it merges Scale into BatchNorm, losing Scale's decay_mult 0)
   section.lr_scale = 1.0             # multiplies every LR of the plan (LR sweeps of a whole recipe)
   section.label_smoothing = 0.0
   return section
@@ -86,7 +88,8 @@ def _train_section() -> ml_collections.ConfigDict:
   section.checkpoint_every_epochs = 1
   section.checkpoint_every_steps = 0  # > 0: checkpoint every N steps instead (resume mid-epoch)
   section.keep_checkpoints = 3
-  section.deterministic = False
+  section.deterministic = False      # True: tf.data keeps its order and TF runs deterministic kernels only
+                                      # (the same numbers twice on the same machine and ranks; slower input)
   section.progress = "auto"           # rank 0's progress bar: "on", "off", or "auto" (only when the output
                                       # is the user's own terminal, never into a batch log)
   section.backend = "horovod"         # cross-rank work: "horovod" (horovodrun, mpirun, srun --mpi) or "tf"
@@ -132,9 +135,15 @@ def caffe_recipe_config(data_dir: str = "/local/imagenet1k", num_classes: int = 
   """base_config with what the seed authors' recipes share, for a dataset and model (default ResNet-50 on
   ImageNet-1K). From their Caffe network and solver files (sara-nl/caffe, models/intel_optimized_models/
   multinode/resnet50_custom_lr/train_val.prototxt; docs/RECIPES.md lists each): BN moving-average fraction
-  0.95, γ = 0 only for the last BN of each stage (the BN fillers; 1 elsewhere), MSRA initialisation, weight
-  decay on biases (only BN/Scale have decay_mult 0), plain momentum SGD, Intel Caffe's random-aspect-ratio
-  crop with bicubic resizing."""
+  0.95, γ = 0 only for the last BN of each stage (the BN fillers; 1 elsewhere), MSRA initialisation (conv1
+  FAN_OUT, the other 52 convolutions the default FAN_IN), weight decay on biases and on BN γ/β, plain
+  momentum SGD, Intel Caffe's random-aspect-ratio crop with bicubic resizing.
+
+  γ init and γ/β decay follow Intel Caffe's default MKLDNN engine, under which each Scale layer is merged
+  into its BN in TRAIN too (net.cpp CompilationRuleRemoveScale) and the merged γ/β get the default
+  ParamSpec, decay_mult 1 (net.cpp AppendParam), so the Scale layers' decay_mult 0 is lost.
+  `--config.model.zero_gamma=none --config.optim.decay_batch_norm=False` is the `-engine CAFFE` reading
+  (Scale γ starts at 1, decay_mult 0 holds). docs/RECIPES.md gives the source lines."""
   config = base_config()
   config.data.dir = data_dir
   config.data.num_classes = num_classes
@@ -146,6 +155,7 @@ def caffe_recipe_config(data_dir: str = "/local/imagenet1k", num_classes: int = 
   config.model.conv_init = "caffe_msra"
   config.optim.name = "sgd"
   config.optim.decay_biases = True
+  config.optim.decay_batch_norm = True  # the authors' engine, MKLDNN (docs/RECIPES.md)
   # ImageNet's two protocols: ILSVRC2014's validation set has data_prep.imagenet1k --val_blacklist's 1,762
   # images moved to `validation_blacklisted`; ILSVRC2012's is all 50,000 (both splits together).
   config.evals.ilsvrc2012 = evaluation(("validation", "validation_blacklisted"))

@@ -6,9 +6,10 @@ For every kernel w (conv and dense) with gradient g, at learning rate γ and wei
   v ← m·v + γ·local_lr·(g + β·w)
   w ← w − v
 
-BN parameters are neither adapted nor decayed: v ← m·v + γ·g. Biases are not adapted; they are decayed
-(v ← m·v + γ·(g + β·w)) when `decay_biases`, as Caffe does (its decay_mult is 1 unless a layer says 0,
-and the seed authors' networks say 0 only for BN). With `adapt=False` the same class is plain momentum
+BN parameters (γ, β) are not adapted, and decayed (v ← m·v + γ·(g + β·w)) only when `decay_batch_norm`:
+the seed authors' runs did, because Intel Caffe's MKLDNN engine merges each Scale layer into its BatchNorm
+and the merged γ/β take the default decay_mult 1 (docs/RECIPES.md). Biases are not adapted; they are
+decayed when `decay_biases`, as Caffe does (its decay_mult is 1 unless a layer says 0). With `adapt=False` the same class is plain momentum
 SGD with the same weight decay, which makes SGD-vs-LARS comparisons exact (and, with decay_biases, is
 Caffe's SGDSolver update). Learning rate, weight decay and momentum may each be a number or a schedule
 of the step (the phase plan; a momentum of 0 at a step starts that step from a zero velocity, which is
@@ -21,6 +22,7 @@ import tf_keras
 
 _KERNEL = re.compile(r"kernel(:\d+)?$")
 _BIAS = re.compile(r"bias(:\d+)?$")
+_BATCH_NORM = re.compile(r"(gamma|beta)(:\d+)?$")
 
 
 def is_adapted(variable) -> bool:
@@ -28,9 +30,11 @@ def is_adapted(variable) -> bool:
   return bool(_KERNEL.search(variable.name))
 
 
-def is_decayed(variable, decay_biases: bool = False) -> bool:
-  """Weight decay applies to conv and dense kernels, and to biases when `decay_biases`; never to BN."""
-  return is_adapted(variable) or (decay_biases and bool(_BIAS.search(variable.name)))
+def is_decayed(variable, decay_biases: bool = False, decay_batch_norm: bool = False) -> bool:
+  """Weight decay applies to conv and dense kernels, to biases when `decay_biases`, and to BN's γ/β when
+  `decay_batch_norm`."""
+  return (is_adapted(variable) or (decay_biases and bool(_BIAS.search(variable.name)))
+          or (decay_batch_norm and bool(_BATCH_NORM.search(variable.name))))
 
 
 @tf_keras.saving.register_keras_serializable("tfscale")
@@ -55,7 +59,7 @@ class LARS(tf_keras.optimizers.Optimizer):
   """Layer-wise adaptive rate scaling with momentum and weight decay inside the trust ratio."""
 
   def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0, eta=0.001, epsilon=1e-9,
-               adapt=True, decay_biases=False, name="LARS", **kwargs):
+               adapt=True, decay_biases=False, decay_batch_norm=False, name="LARS", **kwargs):
     # The base class's own `weight_decay` is decoupled (AdamW-style) decay; ours is in the update rule.
     super().__init__(name=name, weight_decay=None, **kwargs)
     self._learning_rate = self._build_learning_rate(learning_rate)
@@ -65,13 +69,14 @@ class LARS(tf_keras.optimizers.Optimizer):
     self.epsilon = epsilon
     self.adapt = adapt
     self.decay_biases = decay_biases
+    self.decay_batch_norm = decay_batch_norm
 
   def build(self, var_list):
     super().build(var_list)
     if getattr(self, "_built", False):
       return
     self.velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
-    self._decayed = [is_decayed(v, self.decay_biases) for v in var_list]
+    self._decayed = [is_decayed(v, self.decay_biases, self.decay_batch_norm) for v in var_list]
     self._adapted = [self.adapt and is_adapted(v) for v in var_list]
     self._built = True
 
@@ -121,6 +126,7 @@ class LARS(tf_keras.optimizers.Optimizer):
         "epsilon": self.epsilon,
         "adapt": self.adapt,
         "decay_biases": self.decay_biases,
+        "decay_batch_norm": self.decay_batch_norm,
     })
     return config
 

@@ -49,7 +49,8 @@ def create_optimizer(config, plan: schedules.CompiledPlan):
   return LARS(learning_rate=StepTable(plan.lr, "learning_rate"),
               weight_decay=StepTable(plan.weight_decay, "weight_decay"),
               momentum=StepTable(np.where(plan.momentum_reset, 0.0, config.optim.momentum), "momentum"),
-              eta=config.optim.lars_eta, adapt=config.optim.name == "lars", decay_biases=config.optim.decay_biases)
+              eta=config.optim.lars_eta, adapt=config.optim.name == "lars", decay_biases=config.optim.decay_biases,
+              decay_batch_norm=config.optim.decay_batch_norm)
 
 
 def loss_and_metrics(config):
@@ -95,7 +96,7 @@ def build_model(config, num_classes: int):
   return model, (renorm["variables"] if renorm else None)
 
 
-def fit_rest_of_plan(model, config, info, plan, run_callbacks, stop=None) -> dict:
+def fit_rest_of_plan(model, config, info, plan, run_callbacks, step_end) -> dict:
   """Trains from the optimizer's current step to the plan's end; the per-epoch history.
 
   A mid-epoch start (a step checkpoint, an elastic reset) first finishes that epoch alone, so later
@@ -110,7 +111,7 @@ def fit_rest_of_plan(model, config, info, plan, run_callbacks, stop=None) -> dic
                         steps_per_epoch=steps_per_epoch - offset, callbacks=run_callbacks, verbose=0)
     history = partial.history
     first_epoch += 1
-  stopped = stop is not None and stop.stopped
+  stopped = step_end.stopped
   if first_epoch < epochs and int(model.optimizer.iterations.numpy()) < plan.total_steps and not stopped:
     rest = model.fit(create_train_data(config, info, plan, first_epoch * steps_per_epoch), epochs=epochs,
                      steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, callbacks=run_callbacks, verbose=0)
@@ -143,28 +144,36 @@ def announce(config, info, plan, workdir, intra, inter, software):
   plots.plot_plan(plan, workdir_files.path(workdir, workdir_files.PLAN_PLOT))
 
 
-def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping, stop, run_log) -> list:
-  """The training loop's callbacks, declared once in the order they run (callbacks.py says why):
-  EpochEnd first (its clock brackets the step alone), then what acts inside the epoch, the snapshot, the
-  branch's hand-back of the main line (after its snapshot, before any checkpoint of that step), the
-  checkpoint, and last the agreed stop (a stop at a snapshot step keeps the snapshot)."""
-  epoch_end = callbacks.EpochEnd(plan, config.train.batch_per_rank, workdir, validate,
-                                 config.train.validate_every_epochs, stop, run_log)
+def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping, run_log):
+  """(step_end, the callback list): the renorm ramp (before each step) and StepEnd, which does everything
+  between two updates in one order (callbacks.StepEnd says which)."""
   progress = distributed.is_chief() and (config.train.progress == "on" or (
       config.train.progress == "auto" and run_control.interactive_terminal()))
-  ramp = [round(e * plan.steps_per_epoch) for e in config.model.renorm_ramp_epochs]
-  return [c for c in (
-      epoch_end,
-      callbacks.RenormRamp(*renorm_clipping, config.model.renorm_rmax, config.model.renorm_dmax, *ramp)
-      if renorm_clipping else None,
-      callbacks.ProgressBar(epoch_end, config.train.batch_per_rank, plan.steps_per_epoch) if progress else None,
-      callbacks.StopAtStep(plan.total_steps),
-      callbacks.SnapshotAtPhaseEnd(plan, workdir, config, validate, snapshots),
-      callbacks.BranchOffMainLine(plan, workdir, manager) if plan.branches() else None,
-      callbacks.PeriodicCheckpoint(manager, config.train.checkpoint_every_epochs,
-                                   config.train.checkpoint_every_steps),
-      stop,
-  ) if c is not None]
+  step_end = callbacks.StepEnd(plan, config, workdir, manager, validate, snapshots, run_log, progress)
+  ramp = None
+  if renorm_clipping:
+    start, end = (round(e * plan.steps_per_epoch) for e in config.model.renorm_ramp_epochs)
+    ramp = callbacks.RenormRamp(*renorm_clipping, rmax=config.model.renorm_rmax, dmax=config.model.renorm_dmax,
+                                start_step=start, end_step=end)
+  return step_end, [c for c in (ramp, step_end) if c is not None]
+
+
+class PersonsLog(std_logging.Formatter):
+  """`2026-12-02 02:15:05 epoch 1/28 …`: the time and the message (absl's default adds the level letter,
+  microseconds, thread id and source line to every line of a job log); warnings and errors say so, and
+  ranks other than 0 (which print nothing else) say which rank they are."""
+
+  def __init__(self, rank: int):
+    super().__init__("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    self.rank = rank
+
+  def format(self, record):
+    text = super().format(record)
+    if record.levelno >= std_logging.WARNING:
+      date, clock, message = text.split(" ", 2)
+      who = f"rank {self.rank} " if self.rank else ""
+      text = f"{date} {clock} {who}{record.levelname}: {message}"
+    return text
 
 
 def setup_runtime(config):
@@ -172,11 +181,14 @@ def setup_runtime(config):
   run before TensorFlow executes anything."""
   distributed.init(config.train.backend)
   intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+  if config.train.deterministic:  # the same run twice: tf.data's order (input_pipeline) and every kernel's
+    tf.config.experimental.enable_op_determinism()
   # After the backend's start: TF's coordination service (the tf backend) installs a SIGTERM handler of its
   # own there (its preemption notifier), which would swallow Slurm's and the user's stop requests.
   run_control.install_signal_handlers()
   run_control.watch_launcher()
   logging.get_absl_logger().addFilter(_not_checkpoint_chatter)
+  logging.get_absl_handler().setFormatter(PersonsLog(distributed.rank()))
   if not distributed.is_chief():
     logging.set_verbosity(logging.WARNING)
   return intra, inter
@@ -217,8 +229,10 @@ def corrupt_shard_error(info, config, error) -> datasets.DataError:
                             "--config.data.skip_corrupt=True skips them)")
 
 
-def train_and_evaluate(config, workdir: str) -> TrainResult:
-  """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints."""
+def train_and_evaluate(config, workdir: str, extra_callbacks=()) -> TrainResult:
+  """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints.
+  `extra_callbacks` run after the trainer's own at every step (as Keras `fit`'s do: observers such as a
+  benchmark's clock; the plan's work is all in StepEnd)."""
   intra, inter = setup_runtime(config)
   software = distributed.software() if distributed.is_chief() else None  # rank 0 logs and records it
   if software:
@@ -242,18 +256,18 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
   current = {}
   predict = metrics.prediction_fn([model])
   validate = lambda: metrics.global_accuracy(predict, current["val"])[0]
-  stop = callbacks.StopAtRequest(manager, config.train.stop_check_every_steps)
   run_log = mlperf_log.RunLog(workdir, distributed.is_chief())
   run_log.run_start(config, plan, global_batch_size(config), info.split("train").records,
                     info.split(config.eval.split).records, start_step)
-  run_callbacks = create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping, stop,
-                                   run_log)
+  step_end, run_callbacks = create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm_clipping,
+                                             run_log)
+  run_callbacks += list(extra_callbacks)
 
   def fit_on_this_world(extra_callbacks=()):
     """The rest of the plan from the optimizer's step, with input built for the current ranks."""
     current["val"] = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
                                                  distributed.rank(), distributed.size())
-    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks), stop)
+    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks), step_end)
 
   try:
     if config.train.elastic:
@@ -262,13 +276,10 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
       history = fit_on_this_world()
   except tf.errors.DataLossError as e:
     raise corrupt_shard_error(info, config, e) from None
-  if stop.stopped:
-    run_log.end("run_stop", status="aborted", stopped_at_step=stop.stopped.step)
-    raise stop.stopped
-  final_step = int(optimizer.iterations.numpy())
-  distributed.average_variables(model.non_trainable_variables)
-  if distributed.is_chief():  # after an elastic reset rank 0 may be another process
-    manager.save(checkpoint_number=final_step)
+  if step_end.stopped:
+    run_log.end("run_stop", status="aborted", stopped_at_step=step_end.stopped.step)
+    raise step_end.stopped
+  final_step = int(optimizer.iterations.numpy())  # validated and checkpointed by StepEnd at the plan's end
   run_log.end("run_stop", status="success")
   distributed.barrier()
   return TrainResult(model, history, snapshots, final_step)
