@@ -9,19 +9,24 @@ r"""ResNet-50 on ImageNet-1K: warmup and one polynomial decay, and the authors' 
 
 Targets. Variant 448n reproduces the authors' solver pair (github.com/sara-nl/caffe,
 models/intel_optimized_models/multinode/resnet50_448nodes/: solver.prototxt, solver_collapse.prototxt and
-README.md, commit 002e2d77): 75.6 % / 92.7 % top-1/top-5 when the main solver is stopped at iteration
-7,638 (85.47 epochs, ≈ 60 min), 76.1 % / 93.2 % after the 402-iteration collapse (≈ 5 min more); their log
-shows 0.76152 / 0.931762. The default 90-epoch run targets 75.81 %, a figure the project's brief
-attributes to arXiv 1711.04291 that we have not found in a source we could read; its plan (warmup 5
-epochs from 0.1 to 1.6 absolute, then poly-1 to 0 at epoch 90, as one continuous curve) is ours, not a
-solver file's.
+README.md at commit 002e2d77, train_val_noaug.prototxt at be328403, whose TRAIN batch_size 16 is its only
+change from 002e2d77's 32): 76.1 % / 93.2 % top-1/top-5 after the 402-iteration collapse (README line 35,
+≈ 5 min); their log shows 0.76152 / 0.931762 (README lines 37-39). The README's 75.6 % / 92.7 % (line 23,
+≈ 60 min) is Part 1 run to solver.prototxt's max_iter 8,040 (line 6; README lines 12-20); the collapse
+starts from that run's iteration-7,638 snapshot (README line 33; snapshot: 402, solver.prototxt line 11),
+a branch. Known gap: 448n runs main iterations 0-7,637 and then the collapse in sequence — what the files
+execute for 76.1 % — so it never trains the 8,040-iteration model behind 75.6 %. The default 90-epoch run
+targets 75.81 %, a figure the project's brief attributes to arXiv 1711.04291 that we have not found in a
+source we could read; its plan (warmup 5 epochs from 0.1 to 1.6 absolute, then poly-1 to 0 at epoch 90, as
+one continuous curve) is ours, not a solver file's.
 
-448n as Caffe executes it (LRs absolute at 14,336; iterations of that batch, 89.37 per epoch):
+448n as tfscale executes it (LRs absolute at 14,336; iterations of that batch, 89.37 per epoch):
   main      iterations 0-7,637: warmup 0.1 → 4.8 over 446 it, then 4.8·(1 − it/8,040) (poly counts from
-            iteration 0, warmup included; max_iter 8,040 = 90 epochs but the run was stopped at 7,638,
-            LR 0.24 there), weight decay 5e-5                                               snapshot
+            iteration 0, warmup included; the authors' main line ran on to max_iter 8,040 = 90 epochs,
+            tfscale stops at 7,638, LR 0.24 there), weight decay 5e-5                        snapshot
   collapse  402 it (4.50 epochs): 0.254·(1 − it/402)², weight decay 1e-4, train_val_noaug   snapshot
-The collapse is a fresh solver: the LR jumps 0.24 → 0.254 and the velocity restarts from zero.
+The collapse is a fresh solver: the LR jumps 0.24 → 0.254 and the velocity restarts from zero
+(solver_collapse.prototxt lines 4-9; docs/RECIPES.md).
 """
 from tfscale.config_base import caffe_recipe_config
 from tfscale.schedules import caffe_solver, phase

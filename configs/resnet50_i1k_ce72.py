@@ -28,10 +28,12 @@ iteration count, warmup and poly curve start at 0 and whose momentum history sta
 
 22,610 iterations = 72.3 epochs of 1,281,167 images (the solvers' comments count 312 iterations per epoch).
 The LR jumps at solver boundaries (0.933 → 1.02, 0.103 → 0.19, 0.077 → 0.143) and the velocity restarts
-from zero at each. Momentum 0.9, BN moving-average fraction 0.95, γ starting at 1, MSRA fan-out init,
-weight decay on weights and biases (not BN/Scale), Intel Caffe's random-aspect-ratio crop
-(config_base.caffe_recipe_config). At another global batch each solver keeps its length in images and its
-LRs scale linearly (the trainer warns).
+from zero at each. Momentum 0.9, BN moving-average fraction 0.95, γ = 0 for each stage's last BN (the BN
+fillers of train_val.prototxt at c31f1191) and 1 elsewhere, MSRA init (Gaussian σ = √(2/n); conv1 FAN_OUT,
+the other 52 convolutions the default FAN_IN), weight decay on weights, biases and BN γ/β (Intel Caffe's
+default MKLDNN engine merges each Scale layer into its BN and drops the Scale's decay_mult 0), Intel Caffe's
+random-aspect-ratio crop (config_base.caffe_recipe_config; docs/RECIPES.md gives each source line). At
+another global batch each solver keeps its length in images and its LRs scale linearly (the trainer warns).
 
 Variant `ce` (--config=configs/resnet50_i1k_ce72.py:ce) is the Collapsed Ensemble the README describes
 ("At the end of each cycle a final collapse can be performed, and the resulting models form a collapsed

@@ -1,8 +1,10 @@
 """The shard contract between data_prep (which writes shards) and tfscale (which reads them). No TensorFlow.
 
 One place for: shard file names (`<split>-NNNNN-of-MMMMM`, and TFDS's `<name>-<split>.tfrecord-NNNNN-of-MMMMM`),
-the record keys of each record format, the TFRecord framing (12-byte header, data, 4-byte CRC footer),
-manifest.json (reading and atomic writing), and which shard files a rank reads.
+the record keys of each record format (and the one builder of tfscale's records), the TFRecord framing
+(12-byte header, data, 4-byte CRC footer), manifest.json (reading, atomic writing and the defaults of its
+optional fields), labels.txt, and which shard files a rank reads. Tools and tests use these names and
+functions rather than spelling a file name or a key themselves.
 """
 import json
 import os
@@ -12,20 +14,33 @@ from typing import List
 
 SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 TFDS_NAME = re.compile(r"^(?P<dataset>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-\d{5}-of-\d{5}$")
+# TFDS's own files beside its shards: the split lengths, the feature spec, and its label file(s) (a glob).
+TFDS_INFO, TFDS_FEATURES, TFDS_LABELS = "dataset_info.json", "features.json", "*label*.txt"
 MANIFEST = "manifest.json"
+LABELS = "labels.txt"  # one synset a line, in label order (the manifest's "labels_file")
 
-# (image key, label key) of each record format: tfscale's and the classic converters' ImageNet keys, TFDS's.
-RECORD_KEYS = {"imagenet": ("image/encoded", "image/class/label"), "tfds": ("image", "label")}
-# Every key tfscale's converters write, with its feature kind.
-IMAGENET_FEATURES = {
-    "image/encoded": "byte", "image/format": "byte", "image/class/label": "int", "image/class/synset": "byte",
-    "image/class/text": "byte", "image/height": "int", "image/width": "int", "image/channels": "int",
-    "image/colorspace": "byte", "image/filename": "byte",
+# tfscale's ImageNet record, field by field: (key, feature kind). The keys are the classic converters', so
+# their shards read as ours do; code outside this module names a field, never its key.
+IMAGENET_FIELDS = {
+    "image": ("image/encoded", "byte"), "format": ("image/format", "byte"), "label": ("image/class/label", "int"),
+    "synset": ("image/class/synset", "byte"), "text": ("image/class/text", "byte"),
+    "height": ("image/height", "int"), "width": ("image/width", "int"), "channels": ("image/channels", "int"),
+    "colorspace": ("image/colorspace", "byte"), "filename": ("image/filename", "byte"),
 }
+# Every key tfscale's converters write, with its feature kind.
+IMAGENET_FEATURES = dict(IMAGENET_FIELDS.values())
+# (image key, label key) of each record format: tfscale's and the classic converters' ImageNet keys, TFDS's.
+RECORD_KEYS = {"imagenet": (IMAGENET_FIELDS["image"][0], IMAGENET_FIELDS["label"][0]), "tfds": ("image", "label")}
 
 
 def shard_name(split: str, index: int, count: int) -> str:
   return f"{split}-{index:05d}-of-{count:05d}"
+
+
+def imagenet_record(**values) -> dict:
+  """{key: (value, kind)} of a record in tfscale's ImageNet format, in the `tfrecord` package's form, from
+  {field: value} (IMAGENET_FIELDS' names; the converters give every field, a benchmark may give fewer)."""
+  return {IMAGENET_FIELDS[field][0]: (value, IMAGENET_FIELDS[field][1]) for field, value in values.items()}
 
 
 def shards_by_split(directory: str, pattern=SHARD_NAME) -> dict:
@@ -71,6 +86,10 @@ def count_records(path: str) -> int:
       count += 1
 
 
+def has_manifest(directory: str) -> bool:
+  return os.path.exists(os.path.join(directory, MANIFEST))
+
+
 def read_manifest(directory: str):
   """The directory's manifest.json as a dict, or None when it has none."""
   path = os.path.join(directory, MANIFEST)
@@ -86,6 +105,36 @@ def write_manifest(directory: str, manifest: dict):
   with open(path + ".tmp", "w") as f:
     json.dump(manifest, f, indent=1)
   os.replace(path + ".tmp", path)
+
+
+def manifest_facts(manifest: dict) -> tuple:
+  """(dataset name, num_classes, label_offset, record format) of a manifest, with the defaults of its optional
+  fields: label_offset 0, and the record format tfscale's converters write ("imagenet") unless the
+  manifest's converter (data_prep.verify --write_manifest, for other converters' shards) read exactly one
+  other."""
+  formats = manifest.get("converter", {}).get("record_format", ["imagenet"])
+  return (manifest.get("dataset", "unknown"), int(manifest["num_classes"]), int(manifest.get("label_offset", 0)),
+          formats[0] if len(formats) == 1 else "imagenet")
+
+
+def write_labels(directory: str, synsets):
+  """labels.txt (one synset a line, in label order), atomically."""
+  path = os.path.join(directory, LABELS)
+  with open(path + ".tmp", "w") as f:
+    f.writelines(synset + "\n" for synset in synsets)
+  os.replace(path + ".tmp", path)
+
+
+def read_labels(directory: str) -> list:
+  """labels.txt's synsets in label order."""
+  with open(os.path.join(directory, LABELS)) as f:
+    return f.read().split()
+
+
+def metadata_files(directory: str) -> list:
+  """The paths of the directory's files besides its shards that a copy of it needs (manifest.json and
+  labels.txt), those it has."""
+  return [os.path.join(directory, name) for name in (MANIFEST, LABELS) if os.path.exists(os.path.join(directory, name))]
 
 
 def files_for_rank(files: List[str], rank: int, num_ranks: int):

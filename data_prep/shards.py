@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 from PIL import Image
 
-from data_prep.shard_format import IMAGENET_FEATURES, shard_name, write_manifest
+from data_prep.shard_format import LABELS, imagenet_record, shard_name, write_labels, write_manifest
 
 CONVERTER_VERSION = 1
 SIDE_CAR_DIR = ".shards"
@@ -37,7 +37,7 @@ class Entry:
   label: int
   synset: str
   text: str = ""
-  name: str = ""          # file name recorded as image/filename (default: basename of path)
+  name: str = ""          # file name recorded in the record's filename field (default: basename of path)
   offset: int = -1
   size: int = 0
 
@@ -96,15 +96,12 @@ def load_jpeg(raw: bytes, resize_shorter: int = 0, quality: int = 90):
 
 
 def example_features(entry: Entry, jpeg: bytes, height: int, width: int, channels: int) -> dict:
-  """The standard ImageNet TFRecord keys (shard_format.IMAGENET_FEATURES), in the `tfrecord` package's
+  """Every field of the standard ImageNet record (shard_format.IMAGENET_FIELDS), in the `tfrecord` package's
   (value, kind) form."""
-  values = {
-      "image/encoded": jpeg, "image/format": b"JPEG", "image/class/label": entry.label,
-      "image/class/synset": entry.synset.encode(), "image/class/text": entry.text.encode(), "image/height": height,
-      "image/width": width, "image/channels": channels,
-      "image/colorspace": b"RGB" if channels == 3 else b"Grayscale", "image/filename": entry.filename.encode(),
-  }
-  return {key: (values[key], kind) for key, kind in IMAGENET_FEATURES.items()}
+  return imagenet_record(
+      image=jpeg, format=b"JPEG", label=entry.label, synset=entry.synset.encode(), text=entry.text.encode(),
+      height=height, width=width, channels=channels, colorspace=b"RGB" if channels == 3 else b"Grayscale",
+      filename=entry.filename.encode())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,9 +231,7 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
     print(f"resuming: {len(done)} shards already written, {len(tasks)} to go", file=sys.stderr)
   done.update(_write_shards(tasks, num_workers))
   manifest = _manifest(dataset, layout, splits, done, classes, label_offset, options, extra)
-  with open(os.path.join(output_dir, "labels.txt.tmp"), "w") as f:
-    f.writelines(c["synset"] + "\n" for c in classes)
-  os.replace(os.path.join(output_dir, "labels.txt.tmp"), os.path.join(output_dir, "labels.txt"))
+  write_labels(output_dir, [c["synset"] for c in classes])
   write_manifest(output_dir, manifest)
   return manifest
 
@@ -289,7 +284,7 @@ def _manifest(dataset, layout, splits, done, classes, label_offset, options, ext
       "converter": {"name": "tfscale.data_prep", "version": CONVERTER_VERSION, "options": options},
       "num_classes": len(classes),
       "label_offset": label_offset,
-      "labels_file": "labels.txt",
+      "labels_file": LABELS,
       "classes": [{"label": i + label_offset, **c} for i, c in enumerate(classes)],
       "splits": {},
       "skipped": [],

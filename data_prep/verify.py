@@ -16,7 +16,8 @@ import sys
 
 from absl import app, flags
 
-from data_prep.shard_format import RECORD_KEYS, read_manifest, record_frames, shards_by_split, write_manifest
+from data_prep.shard_format import (IMAGENET_FIELDS, RECORD_KEYS, read_manifest, record_frames, shards_by_split,
+                                 write_manifest)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("decode_every", 50, "Decode every Nth image of each shard with PIL (1: all of them).")
@@ -26,6 +27,7 @@ flags.DEFINE_integer("label_offset", None, "Stored label of the first class (nee
 flags.DEFINE_integer("num_classes", None, "Number of classes (needed with --write_manifest).")
 flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per core).")
 
+SYNSET_KEY = IMAGENET_FIELDS["synset"][0]  # checked against the manifest's classes where a record has it
 
 
 class CorruptShard(Exception):
@@ -74,7 +76,7 @@ def check_shard(task):
       result["records"] += 1
       result["min_label"] = label if result["min_label"] is None else min(result["min_label"], label)
       result["max_label"] = label if result["max_label"] is None else max(result["max_label"], label)
-      synset = features["image/class/synset"].bytes_list.value if "image/class/synset" in features else None
+      synset = features[SYNSET_KEY].bytes_list.value if SYNSET_KEY in features else None
       if synsets and synset and synsets.get(label) != synset[0].decode():
         result["problems"].append(f"{path}: record {n} has label {label} but synset {synset[0].decode()} "
                                   f"(labels.txt says {synsets.get(label)})")

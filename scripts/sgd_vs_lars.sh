@@ -20,8 +20,8 @@ for optim in sgd lars; do
     horovodrun -np 2 -H localhost:2 python -m tfscale.train --config=configs/demo_digits.py:large_batch \
       --workdir="$workdir" --config.optim.name="$optim" --config.optim.lr_scale="$lr" > "$workdir.log" 2>&1 \
       || { row="$row failed |"; continue; }
-    top1=$(python -c "import json,sys; print(f\"{100 * json.load(open(sys.argv[1]))[-1]['val_top1']:.2f}\")" \
-           "$workdir/snapshots.json")
+    top1=$(python -c "import sys; from tfscale import workdir as w; \
+print(f\"{100 * w.read_snapshots(sys.argv[1])[-1]['val_top1']:.2f}\")" "$workdir")
     row="$row $top1 |"
   done
   echo "$row"

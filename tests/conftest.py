@@ -35,12 +35,12 @@ def digits_shards(digits_raw, tmp_path_factory):
 
 
 def read_with_tensorflow(path):
-  """Every record of a shard, parsed by TensorFlow's own parser (the test process may import TF)."""
+  """Every record of a shard, parsed by TensorFlow's own parser (the test process may import TF), as
+  {field: tensor} with shard_format.IMAGENET_FIELDS' names ("image", "label", "synset", …)."""
   import tfscale  # noqa: F401
   import tensorflow as tf
-  spec = {k: tf.io.FixedLenFeature([], tf.string) for k in
-          ("image/encoded", "image/format", "image/class/synset", "image/class/text", "image/filename",
-           "image/colorspace")}
-  spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in
-               ("image/class/label", "image/height", "image/width", "image/channels")})
-  return [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(str(path))]
+  from data_prep.shard_format import IMAGENET_FIELDS
+  spec = {key: tf.io.FixedLenFeature([], tf.string if kind == "byte" else tf.int64)
+          for key, kind in IMAGENET_FIELDS.values()}
+  return [{field: parsed[key] for field, (key, _) in IMAGENET_FIELDS.items()}
+          for parsed in (tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(str(path)))]

@@ -62,9 +62,9 @@ def test_srun_trains_two_ranks_from_slurms_environment(slurm, digits_shards, tmp
   software = workdir_files.read_software(str(workdir))
   assert software["backend"] == "tf" and software["launcher"] == "srun", software
   assert "TF collectives (srun rendezvous)" in output and output.count("software: ") == 1  # rank 0 alone logs
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  rows = [json.loads(line) for line in (workdir / workdir_files.METRICS).read_text().splitlines()]
   assert len(rows) == 5 and rows[-1]["ranks"] == 2
-  assert [s["phase"] for s in json.loads((workdir / "snapshots.json").read_text())] == ["cycle1", "collapse"]
+  assert [s["phase"] for s in workdir_files.read_snapshots(str(workdir))] == ["cycle1", "collapse"]
 
 
 def test_srun_a_dead_peer_ends_the_job_in_one_line_within_90_seconds(slurm, digits_shards, tmp_path):

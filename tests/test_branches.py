@@ -16,6 +16,7 @@ import pytest
 
 import test_resilience
 from test_resilience import kill_tree, training_workers, wait_for
+from tfscale import workdir as workdir_files
 
 BRANCH_START, BRANCH_END = 44, 66
 TINY_BRANCHED = "--config=configs/demo_digits.py:tiny_branched"
@@ -42,14 +43,14 @@ def test_the_tiny_plan_has_the_branch_these_tests_expect():
 def latest_step(workdir) -> int:
   """The step of the checkpoint the index names (read as text: the test polls it while the run writes)."""
   try:
-    text = (workdir / "checkpoints" / "checkpoint").read_text()
+    text = (workdir / workdir_files.CHECKPOINTS / "checkpoint").read_text()
   except OSError:
     return -1
   return int(text.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
 
 
 def branch_started(workdir) -> bool:
-  return (workdir / "main_line" / "state.json").exists()
+  return (workdir / workdir_files.MAIN_LINE_INDEX).exists()
 
 
 def checkpoint_values(prefix) -> dict:
@@ -68,16 +69,14 @@ def assert_same_state(a: dict, b: dict, what: str):
 
 
 def snapshot_weights(workdir, name) -> list:
-  from tfscale import workdir as workdir_files
-  entry = next(s for s in json.loads((workdir / "snapshots.json").read_text()) if s["name"] == name)
+  entry = next(s for s in workdir_files.read_snapshots(str(workdir)) if s["name"] == name)
   return [w.numpy() for w in workdir_files.load_snapshot(str(workdir), entry).weights]
 
 
 def main_line_weights(workdir, prefix) -> list:
   """The model weights of a checkpoint, in the snapshot model's variable order."""
   import tensorflow as tf
-  from tfscale import workdir as workdir_files
-  entry = json.loads((workdir / "snapshots.json").read_text())[0]
+  entry = workdir_files.read_snapshots(str(workdir))[0]
   model = workdir_files.load_snapshot(str(workdir), entry)
   tf.train.Checkpoint(model=model).read(str(prefix)).expect_partial()
   return [w.numpy() for w in model.weights]
@@ -120,10 +119,10 @@ def finish_and_check(workdir, shards, *overrides):
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]
   expected, total_steps = expected_snapshots()
-  assert [(s["name"], s["step"]) for s in json.loads((workdir / "snapshots.json").read_text())] == expected
+  assert [(s["name"], s["step"]) for s in workdir_files.read_snapshots(str(workdir))] == expected
   assert latest_step(workdir) == total_steps
-  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_END}"),
-                    checkpoint_values(workdir / "main_line" / "state"), "after the branch vs the kept state")
+  assert_same_state(checkpoint_values(workdir / workdir_files.CHECKPOINTS / f"ckpt-{BRANCH_END}"),
+                    checkpoint_values(workdir / workdir_files.MAIN_LINE_STATE), "after the branch vs the kept state")
   return output
 
 
@@ -133,7 +132,7 @@ def test_sigterm_inside_the_branch_resumes_the_branch(digits_shards, tmp_path):
   assert "tfscale.train: stopped at step" in output, output[-3000:]
   stopped = latest_step(workdir)
   assert BRANCH_START < stopped < BRANCH_END, f"stopped at {stopped}, outside the branch"
-  assert not (workdir / "snapshots.json").exists() or "collapse1" not in (workdir / "snapshots.json").read_text()
+  assert not any("collapse1" in s["phase"] for s in workdir_files.read_snapshots(str(workdir)))
   output = finish_and_check(workdir, digits_shards, KEEP_ALL)
   assert "resuming from" in output and f"at step {stopped}" in output
   assert f"the main line goes on from its state at step {BRANCH_START}" in output
@@ -152,8 +151,8 @@ def test_sigterm_at_the_branch_start_resumes_there(digits_shards, tmp_path):
   assert f"tfscale.train: stopped at step {BRANCH_START} by SIGTERM" in output, output[-3000:]
   output = finish_and_check(workdir, digits_shards, once_per_epoch, KEEP_ALL)
   assert f"at step {BRANCH_START}" in output
-  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_START}"),
-                    checkpoint_values(workdir / "main_line" / "state"), "the resumed step vs the kept state")
+  assert_same_state(checkpoint_values(workdir / workdir_files.CHECKPOINTS / f"ckpt-{BRANCH_START}"),
+                    checkpoint_values(workdir / workdir_files.MAIN_LINE_STATE), "the resumed step vs the kept state")
 
 
 EVERY_4_STEPS = "--config.train.checkpoint_every_steps=4"
@@ -189,15 +188,15 @@ def test_stop_between_the_branch_and_the_main_line_hands_back_the_kept_state(dig
                        KEEP_ALL)
   assert f"tfscale.train: stopped at step {BRANCH_END} by SIGTERM" in output, output[-3000:]
   assert latest_step(workdir) == BRANCH_END
-  kept = workdir / "main_line" / "state"
-  assert json.loads((workdir / "main_line" / "state.json").read_text())["step"] == BRANCH_START
+  kept = workdir / workdir_files.MAIN_LINE_STATE
+  assert json.loads((workdir / workdir_files.MAIN_LINE_INDEX).read_text())["step"] == BRANCH_START
   kept_values = checkpoint_values(kept)
-  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_START}"), kept_values,
+  assert_same_state(checkpoint_values(workdir / workdir_files.CHECKPOINTS / f"ckpt-{BRANCH_START}"), kept_values,
                     "before the branch vs the kept state")
-  assert_same_state(checkpoint_values(workdir / "checkpoints" / f"ckpt-{BRANCH_END}"), kept_values,
+  assert_same_state(checkpoint_values(workdir / workdir_files.CHECKPOINTS / f"ckpt-{BRANCH_END}"), kept_values,
                     "after the branch vs the kept state")
   branch = snapshot_weights(workdir, f"collapse1-{BRANCH_END}")
-  main = main_line_weights(workdir, workdir / "checkpoints" / f"ckpt-{BRANCH_END}")
+  main = main_line_weights(workdir, workdir / workdir_files.CHECKPOINTS / f"ckpt-{BRANCH_END}")
   assert len(branch) == len(main) and any(not np.array_equal(b, m) for b, m in zip(branch, main))
   finish_and_check(workdir, digits_shards, once_per_epoch, KEEP_ALL)
 
@@ -206,7 +205,7 @@ def test_a_resume_inside_a_branch_without_its_kept_state_is_one_line(digits_shar
   """A checkpoint inside the branch, and main_line/ lost: every rank stops before training, one line."""
   workdir = tmp_path / "run"
   killed_inside_the_branch(workdir, digits_shards)
-  shutil.rmtree(workdir / "main_line")
+  shutil.rmtree(workdir / workdir_files.MAIN_LINE)
   rerun = train_job(workdir, digits_shards, "--gloo", EVERY_4_STEPS, KEEP_ALL)
   output = rerun.communicate(timeout=300)[0]
   assert rerun.returncode != 0

@@ -1,5 +1,4 @@
 """ILSVRC2012 layouts and blacklist, ImageNet-22K tars/folders and its hashed split, Places365, killed runs."""
-import json
 import os
 import signal
 import subprocess
@@ -10,11 +9,12 @@ import pytest
 
 import raw_trees
 from conftest import REPO, read_with_tensorflow, run_module
+from data_prep import shard_format
 
 
 def convert(module, raw, out, *flags):
   result = run_module(f"data_prep.{module}", f"--raw_dir={raw}", f"--output_dir={out}", *flags)
-  return json.loads((out / "manifest.json").read_text()), result
+  return shard_format.read_manifest(str(out)), result
 
 
 def records(out, split):
@@ -39,10 +39,10 @@ def test_imagenet1k_validation_layouts_agree(tmp_path, layout):
   assert manifest["splits"]["validation"]["records"] == 6
   for r in records(tmp_path / "out", "validation"):
     # Image i+1 belongs to wnids[i % 3] by construction; the label is its sorted-wnid index.
-    index = int(r["image/filename"].numpy().decode()[15:23]) - 1
-    assert r["image/class/synset"].numpy().decode() == wnids[index % 3]
-    assert int(r["image/class/label"]) == index % 3
-    assert r["image/class/text"].numpy().decode().startswith("thing ")
+    index = int(r["filename"].numpy().decode()[15:23]) - 1
+    assert r["synset"].numpy().decode() == wnids[index % 3]
+    assert int(r["label"]) == index % 3
+    assert r["text"].numpy().decode().startswith("thing ")
 
 
 def test_imagenet1k_blacklist_and_one_based_labels(tmp_path):
@@ -52,9 +52,9 @@ def test_imagenet1k_blacklist_and_one_based_labels(tmp_path):
                         f"--val_blacklist={raw / 'blacklist.txt'}", "--label_offset=1", "--num_workers=2")
   assert manifest["splits"]["validation"]["records"] == 4
   assert manifest["splits"]["validation_blacklisted"]["records"] == 2
-  names = sorted(r["image/filename"].numpy().decode() for r in records(tmp_path / "out", "validation_blacklisted"))
+  names = sorted(r["filename"].numpy().decode() for r in records(tmp_path / "out", "validation_blacklisted"))
   assert names == ["ILSVRC2012_val_00000002.JPEG", "ILSVRC2012_val_00000005.JPEG"]
-  labels = [int(r["image/class/label"]) for r in records(tmp_path / "out", "train")]
+  labels = [int(r["label"]) for r in records(tmp_path / "out", "train")]
   assert min(labels) == 1 and max(labels) == 3 and manifest["label_offset"] == 1
   assert [c["label"] for c in manifest["classes"]] == [1, 2, 3]
   assert {os.path.basename(s["file"]) for s in manifest["skipped"]} == {"truncated.JPEG", "text.JPEG"}
@@ -75,9 +75,10 @@ def test_imagenet22k_tars_folders_and_hashed_split(tmp_path):
   # the two skipped bad files of n00000001 both hashed to train.
   assert test == [6, 2, 0, 1]
   assert all(t >= 1 for t in train)
-  by_name = {r["image/filename"].numpy().decode(): r for r in records(tmp_path / "a", "train") + records(tmp_path / "a", "test")}
-  assert int(by_name["n00000003_0.JPEG"]["image/class/label"]) == 2
-  assert by_name["n00000002_0.JPEG"]["image/class/text"].numpy() == b"word 2"
+  by_name = {r["filename"].numpy().decode(): r
+             for r in records(tmp_path / "a", "train") + records(tmp_path / "a", "test")}
+  assert int(by_name["n00000003_0.JPEG"]["label"]) == 2
+  assert by_name["n00000002_0.JPEG"]["text"].numpy() == b"word 2"
   # The split is a function of the names and the seed: another worker count gives the same shards.
   convert("imagenet22k", raw, tmp_path / "b", "--num_workers=2", *flags)
   for shard in ("train-00000-of-00003", "test-00001-of-00002"):
@@ -102,8 +103,8 @@ def test_places365_lists(tmp_path, variant, train_records):
   assert [c["synset"] for c in manifest["classes"]] == categories
   assert manifest["classes"][1]["text"] == "bakery/shop"
   for r in records(tmp_path / "out", "validation"):
-    index = int(r["image/filename"].numpy().decode()[14:22]) - 1
-    assert int(r["image/class/label"]) == index % 3
+    index = int(r["filename"].numpy().decode()[14:22]) - 1
+    assert int(r["label"]) == index % 3
 
 
 def test_killed_run_resumes_to_byte_identical_output(tmp_path):
@@ -124,7 +125,7 @@ def test_killed_run_resumes_to_byte_identical_output(tmp_path):
   process.wait()
   written = len(list(out.glob("train-*-of-00040")))
   assert 5 <= written < 40, f"{written} shards when killed: make the tree bigger"
-  assert not (out / "manifest.json").exists()
+  assert not shard_format.has_manifest(str(out))
 
   _, result = convert("imagenet1k", raw, out, *args)
   assert f"resuming: {written} shards already written" in result.stderr

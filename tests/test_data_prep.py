@@ -1,12 +1,12 @@
 """data_prep: the digits tree, the ILSVRC2012 converter's output, bad files, and resume."""
 import io
-import json
 import os
 
 import numpy as np
 from PIL import Image
 
 from conftest import read_with_tensorflow, run_module
+from data_prep import shard_format
 
 DIGIT_OF = {f"n9000000{d}": d for d in range(10)}
 
@@ -23,14 +23,14 @@ def test_digits_tree_is_imagenet_shaped(digits_raw):
 
 
 def test_manifest_counts_and_labels(digits_shards):
-  manifest = json.loads((digits_shards / "manifest.json").read_text())
+  manifest = shard_format.read_manifest(str(digits_shards))
   assert manifest["num_classes"] == 10 and manifest["label_offset"] == 0
   assert manifest["splits"]["train"]["records"] == 1438
   assert manifest["splits"]["validation"]["records"] == 359
   assert [s["name"] for s in manifest["splits"]["validation"]["shards"]] == [
       f"validation-0000{i}-of-00003" for i in range(3)]
   assert sum(manifest["splits"]["train"]["class_counts"]) == 1438
-  assert (digits_shards / "labels.txt").read_text().split() == sorted(DIGIT_OF)
+  assert shard_format.read_labels(str(digits_shards)) == sorted(DIGIT_OF)
   assert manifest["skipped"] == []
 
 
@@ -41,13 +41,13 @@ def test_records_parse_in_tensorflow_with_true_labels(digits_shards, digits_raw)
   seen = 0
   for shard in sorted(digits_shards.glob("validation-*")):
     for record in read_with_tensorflow(shard):
-      label = int(record["image/class/label"])
-      synset = record["image/class/synset"].numpy().decode()
+      label = int(record["label"])
+      synset = record["synset"].numpy().decode()
       assert DIGIT_OF[synset] == label
-      assert record["image/class/text"].numpy().decode().startswith("digit ")
-      assert record["image/format"].numpy() == b"JPEG"
-      image = Image.open(io.BytesIO(record["image/encoded"].numpy()))
-      assert image.size == (int(record["image/width"]), int(record["image/height"]))
+      assert record["text"].numpy().decode().startswith("digit ")
+      assert record["format"].numpy() == b"JPEG"
+      image = Image.open(io.BytesIO(record["image"].numpy()))
+      assert image.size == (int(record["width"]), int(record["height"]))
       # The pixels are the digit of the label: closer to that class's mean image than to any other.
       small = np.asarray(image.convert("L").resize((8, 8), Image.BILINEAR), np.float64) * 16 / 255
       distances = [np.abs(small - digits.images[digits.target == d].mean(0)).sum() for d in range(10)]
@@ -77,14 +77,14 @@ def test_bad_files_are_reencoded_or_skipped(tmp_path):
   make_tree_with_bad_files(tmp_path / "raw")
   run_module("data_prep.imagenet1k", f"--raw_dir={tmp_path / 'raw'}", f"--output_dir={tmp_path / 'out'}",
              "--train_shards=2", "--val_shards=1", "--num_workers=1")
-  manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+  manifest = shard_format.read_manifest(str(tmp_path / "out"))
   skipped = {os.path.basename(s["file"]) for s in manifest["skipped"]}
   assert skipped == {"truncated.JPEG", "text.JPEG"}
   assert manifest["splits"]["train"]["records"] == 14  # 12 good + CMYK + PNG, both re-encoded
   records = [r for s in sorted((tmp_path / "out").glob("train-*")) for r in read_with_tensorflow(s)]
-  by_name = {r["image/filename"].numpy().decode(): r for r in records}
+  by_name = {r["filename"].numpy().decode(): r for r in records}
   for name in ("cmyk.JPEG", "png.JPEG"):
-    image = Image.open(io.BytesIO(by_name[name]["image/encoded"].numpy()))
+    image = Image.open(io.BytesIO(by_name[name]["image"].numpy()))
     assert image.format == "JPEG" and image.mode == "RGB"
 
 
@@ -98,7 +98,7 @@ def test_rerun_after_lost_shards_is_byte_identical(digits_raw, tmp_path):
   for name in ("train-00002-of-00006", "validation-00001-of-00002"):
     os.remove(out / name)
   (out / "train-00004-of-00006.tmp-123").write_bytes(b"half a shard")
-  os.remove(out / "manifest.json")
+  os.remove(out / shard_format.MANIFEST)
   result = run_module(*args)
   assert "2 to go" in result.stderr
   again = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

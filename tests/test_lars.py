@@ -45,7 +45,7 @@ def test_matches_numpy_for_k_steps(adapt):
   assert int(opt.iterations.numpy()) == 5
 
 
-def test_weight_decay_selects_kernels_and_optionally_biases_never_bn():
+def test_weight_decay_selects_kernels_and_optionally_biases_and_batch_norm():
   model = tf_keras.Sequential([tf_keras.layers.Input((8, 8, 3)), tf_keras.layers.Conv2D(4, 3, name="c"),
                                tf_keras.layers.BatchNormalization(name="bn"), tf_keras.layers.Flatten(),
                                tf_keras.layers.Dense(2, name="d")])
@@ -53,21 +53,25 @@ def test_weight_decay_selects_kernels_and_optionally_biases_never_bn():
   assert decayed == ["c/kernel:0", "d/kernel:0"]
   caffe = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True))
   assert caffe == ["c/bias:0", "c/kernel:0", "d/bias:0", "d/kernel:0"]
+  mkldnn = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True, decay_batch_norm=True))
+  assert mkldnn == ["bn/beta:0", "bn/gamma:0", "c/bias:0", "c/kernel:0", "d/bias:0", "d/kernel:0"]
 
 
-def test_decay_biases_is_caffes_sgd_update():
-  """adapt=False, decay_biases=True: v ← m·v + lr·(g + wd·w) for kernel and bias, BN undecayed."""
+@pytest.mark.parametrize("decay_batch_norm", [False, True])
+def test_decay_biases_is_caffes_sgd_update(decay_batch_norm):
+  """adapt=False, decay_biases=True: v ← m·v + lr·(g + wd·w) for kernel and bias; BN's γ/β too when
+  decay_batch_norm (Intel Caffe's MKLDNN engine: Scale merged into BatchNorm, default decay_mult 1)."""
   rng = np.random.default_rng(3)
   variables = [tf.Variable(rng.normal(size=shape), dtype=tf.float32, name=name)
-               for name, shape in (("fc/kernel", (4, 3)), ("fc/bias", (3,)), ("bn/gamma", (3,)))]
-  opt = LARS(0.5, momentum=0.9, weight_decay=0.01, adapt=False, decay_biases=True)
+               for name, shape in (("fc/kernel", (4, 3)), ("fc/bias", (3,)), ("bn/gamma", (3,)), ("bn/beta", (3,)))]
+  opt = LARS(0.5, momentum=0.9, weight_decay=0.01, adapt=False, decay_biases=True, decay_batch_norm=decay_batch_norm)
   expected = [v.numpy().astype(np.float64) for v in variables]
   velocity = [np.zeros_like(w) for w in expected]
   for _ in range(3):
     grads = [rng.normal(size=v.shape) for v in variables]
     opt.apply_gradients(zip([tf.constant(g, tf.float32) for g in grads], variables))
     for i, g in enumerate(grads):
-      decay = 0.01 if i < 2 else 0.0
+      decay = 0.01 if i < 2 or decay_batch_norm else 0.0
       velocity[i] = 0.9 * velocity[i] + 0.5 * (g + decay * expected[i])
       expected[i] = expected[i] - velocity[i]
   for variable, w in zip(variables, expected):
@@ -111,9 +115,10 @@ def test_momentum_reset_zeroes_the_velocity_at_its_step_and_survives_resume(tmp_
 
 
 def test_config_round_trip_keeps_schedules():
-  opt = LARS(StepTable([1.0, 2.0]), weight_decay=StepTable([1e-4, 2e-4]), eta=0.01, decay_biases=True)
+  opt = LARS(StepTable([1.0, 2.0]), weight_decay=StepTable([1e-4, 2e-4]), eta=0.01, decay_biases=True,
+             decay_batch_norm=True)
   clone = LARS.from_config(opt.get_config())
-  assert clone.eta == 0.01 and clone.decay_biases and clone.momentum == 0.9
+  assert clone.eta == 0.01 and clone.decay_biases and clone.decay_batch_norm and clone.momentum == 0.9
   assert float(clone.current_weight_decay()) == pytest.approx(1e-4)
   assert float(clone.learning_rate) == pytest.approx(1.0)
 

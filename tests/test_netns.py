@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from tfscale import workdir as workdir_files
 
 NETNS = os.path.join(REPO, "scripts/netns")
 # Names of their own, so the tests never touch namespaces a benchmark set up with the defaults.
@@ -78,7 +79,7 @@ def test_a_two_host_training_run(two_hosts, digits_shards, tmp_path, backend):
   log = run.stdout + run.stderr
   assert "2 rank(s) × 32 = global batch 64" in log, log[-3000:]
   assert ("TF collectives (mpi rendezvous)" in log) == (backend == "tf"), log[-3000:]
-  assert list((workdir / "snapshots").iterdir())
+  assert list((workdir / workdir_files.SNAPSHOTS).iterdir())
 
 
 def test_the_backend_benchmark_measures_both_backends_and_fits_each(two_hosts, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import REPO
 from tfscale import schedules
+from tfscale import workdir as workdir_files
 
 TINY = "--config=configs/demo_digits.py:tiny"
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -91,11 +92,11 @@ def wait_for(predicate, timeout, what):
 
 def tf_latest(workdir) -> str:
   import tensorflow as tf
-  return tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  return tf.train.latest_checkpoint(str(workdir / workdir_files.CHECKPOINTS))
 
 
 def epochs_done(workdir) -> int:
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = workdir_files.path(str(workdir), workdir_files.METRICS)
   return sum(1 for line in open(path) if line.strip()) if os.path.exists(path) else 0
 
 
@@ -114,16 +115,20 @@ def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(launch, dig
   every_4_steps = "--config.train.checkpoint_every_steps=4"
   job = train_job(workdir, digits_shards, launch, every_4_steps)
   try:
-    # Kill everything part-way through epoch 2.
-    wait_for(lambda: epochs_done(workdir) >= 1 or job.poll() is not None, 400, "epoch 1")
+    # Kill everything once a checkpoint early in epoch 2 or later is the latest (a fixed sleep after epoch 1 landed
+    # on the step-44 epoch boundary one run in five: an epoch takes 0.7 s here). Early in the epoch, so the
+    # next epoch-boundary checkpoint is more than one checkpoint away from the kill.
+    def early_in_an_epoch(step):
+      return step > 22 and 0 < step % 22 <= 14
+    wait_for(lambda: early_in_an_epoch(int((tf_latest(workdir) or "-0").rsplit("-", 1)[1])) or job.poll() is not None,
+             400, "a checkpoint early in epoch 2 or later")
     assert job.poll() is None, job.stdout.read()[-3000:]
-    time.sleep(1.0)
   finally:
     kill_tree(job)
-  snapshots_before = json.loads((workdir / "snapshots.json").read_text()) if (workdir / "snapshots.json").exists() else []
+  snapshots_before = workdir_files.read_snapshots(str(workdir))
   expected, total_steps = expected_snapshots()
   assert len(snapshots_before) < len(expected), "the kill came too late to interrupt anything"
-  assert (workdir / "checkpoints" / "checkpoint").exists()
+  assert (workdir / workdir_files.CHECKPOINTS / "checkpoint").exists()
 
   resumed_at = int(tf_latest(workdir).rsplit("-", 1)[1])
   assert resumed_at % 22 and resumed_at % 4 == 0, resumed_at  # mid-epoch
@@ -131,11 +136,11 @@ def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(launch, dig
   output = rerun.communicate(timeout=600)[0]
   assert rerun.returncode == 0, output[-3000:]
   assert f"at step {resumed_at}" in output
-  snapshots = json.loads((workdir / "snapshots.json").read_text())
+  snapshots = workdir_files.read_snapshots(str(workdir))
   assert [(s["name"], s["step"]) for s in snapshots] == expected
   assert tf_latest(workdir).endswith(f"ckpt-{total_steps}")
   assert [row["epoch"] for row in json.loads("[" + ",".join(
-      l for l in (workdir / "metrics.jsonl").read_text().splitlines() if l.strip()) + "]")][-1] == 5
+      l for l in (workdir / workdir_files.METRICS).read_text().splitlines() if l.strip()) + "]")][-1] == 5
 
 
 @pytest.mark.parametrize("launch", LAUNCHES)
@@ -180,7 +185,7 @@ def test_elastic_run_survives_a_dead_worker(digits_shards, tmp_path):
   finally:
     kill_tree(job)
   assert job.returncode == 0, output[-4000:]
-  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+  rows = [json.loads(l) for l in (workdir / workdir_files.METRICS).read_text().splitlines() if l.strip()]
   assert rows[0]["ranks"] == 2 and rows[-1]["ranks"] == 1 and rows[-1]["epoch"] == 5
   expected, _ = expected_snapshots()
-  assert [(s["name"], s["step"]) for s in json.loads((workdir / "snapshots.json").read_text())] == expected
+  assert [(s["name"], s["step"]) for s in workdir_files.read_snapshots(str(workdir))] == expected

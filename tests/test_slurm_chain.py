@@ -1,7 +1,6 @@
 """Walltime chains through scripts/launch/slurm.sh's batch script, under a fake scheduler: each allocation
 gets Slurm's early warning (SIGUSR1 to the batch shell) after a few seconds, the run stops at a checkpointed
 step, the script requeues, and the next allocation resumes there, until the plan is done."""
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import sys
 from conftest import REPO
 from test_resilience import epochs_done, wait_for
 from tfscale import schedules
+from tfscale import workdir as workdir_files
 
 FAKE_MPIRUN = """#!/bin/bash
 # Runs the rank command (what follows cpu_env.sh N --) as one process in place of mpirun's ranks.
@@ -83,5 +83,5 @@ def test_a_recipe_finishes_across_allocations_with_no_step_lost(digits_shards, t
   sys.path.insert(0, REPO)
   from configs.demo_digits import get_config
   plan = schedules.compile_plan(list(get_config("tiny").plan), 1438 // 32, 32)
-  snapshots = json.loads((workdir / "snapshots.json").read_text())
+  snapshots = workdir_files.read_snapshots(str(workdir))
   assert [(s["name"], s["step"]) for s in snapshots] == [(f"{n}-{s}", s) for n, s in plan.snapshot_steps()]

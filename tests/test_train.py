@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_module
+from data_prep import shard_format
+from tfscale import workdir as workdir_files
 
 TINY = "--config=configs/demo_digits.py:tiny"
 
@@ -75,7 +77,10 @@ def test_evaluate_without_a_run_is_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def single_rank_run(digits_shards, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run1")
-  result = run_module("tfscale.train", TINY, f"--workdir={workdir}", f"--config.data.dir={digits_shards}")
+  # Deterministic (seeded, tf.data's order kept, deterministic kernels): the same five epochs every time, so
+  # the accuracy bounds below hold or fail for good, not one run in a few.
+  result = run_module("tfscale.train", TINY, f"--workdir={workdir}", f"--config.data.dir={digits_shards}",
+                      "--config.train.deterministic=True")
   (workdir.parent / "run1.log").write_text(result.stderr)  # beside the workdir, which the run owns
   return workdir
 
@@ -98,34 +103,35 @@ def software_is_recorded(workdir, log, controller):
     assert software["backend"] == "horovod" and software["horovod"] == horovod.__version__ == "0.28.1"
     assert software["controller"] == controller, software
     backend = f"Horovod 0.28.1 ({controller} controller)"
-  first = next(line for line in log.splitlines() if "trainer.py" in line or "callbacks.py" in line)
+  first = next(line for line in log.splitlines() if "software: " in line)
   assert first.endswith(f"software: Python {software['python']}, TensorFlow {tf.__version__}, tf_keras "
                         f"{tf_keras.__version__}, {backend}, {software['mpi']}"), first
 
 
 def test_single_process_run_writes_snapshots_and_ensemble(single_rank_run):
   workdir = single_rank_run
-  config = json.loads((workdir / "config.json").read_text())
+  config = json.loads((workdir / workdir_files.CONFIG).read_text())
   assert config["model"]["name"] == "resnet_cifar8"
   software_is_recorded(workdir, (workdir.parent / "run1.log").read_text(), "mpi")
-  snapshots = json.loads((workdir / "snapshots.json").read_text())
+  snapshots = workdir_files.read_snapshots(str(workdir))
   assert [s["phase"] for s in snapshots] == ["cycle1", "collapse"]
   for s in snapshots:
-    assert {"model.json", "weights.h5", "snapshot.json"} <= set(os.listdir(workdir / s["path"]))
+    assert {workdir_files.SNAPSHOT_MODEL, workdir_files.SNAPSHOT_WEIGHTS, workdir_files.SNAPSHOT_INFO} <= set(
+        os.listdir(workdir / s["path"]))
   result = run_module("tfscale.evaluate", f"--workdir={workdir}")
   assert "ensemble of 2" in result.stdout
-  evaluation = json.loads((workdir / "eval.json").read_text())["evals"]["val"]
+  evaluation = workdir_files.read_eval(str(workdir))["evals"]["val"]
   assert evaluation["count"] == 359 and evaluation["splits"] == ["validation"]
   assert [m["name"] for m in evaluation["members"]] == [s["name"] for s in snapshots]
   # Evaluation reproduces the accuracy measured when each snapshot was taken.
   for member, snapshot in zip(evaluation["members"], snapshots):
     assert member["top1"] == pytest.approx(snapshot["val_top1"], abs=1e-9)
   assert evaluation["ensemble"]["top1"] > 0.5  # five epochs of digits: well above chance (0.1)
-  assert (workdir / "eval.md").read_text().count("|") > 10
-  assert "Pairwise top-1 disagreement" in (workdir / "eval.md").read_text()
+  assert (workdir / workdir_files.EVAL_MARKDOWN).read_text().count("|") > 10
+  assert "Pairwise top-1 disagreement" in (workdir / workdir_files.EVAL_MARKDOWN).read_text()
   # What the ensemble cost, so it is never compared with a single run without it (plan.json's budget).
   assert ("Training cost: main line 5 epochs + branches 0 epochs = 5 epochs (220 steps, 7,040 images at "
-          "global batch 32)") in (workdir / "eval.md").read_text()
+          "global batch 32)") in (workdir / workdir_files.EVAL_MARKDOWN).read_text()
   assert "ensemble top-1 gain" in result.stdout
 
 
@@ -158,7 +164,7 @@ print(json.dumps({{"members": [[hits(p, 1), hits(p, 5)] for p in probabilities],
   reference = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                         check=True).stdout.strip().splitlines()[-1])
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")
-  ours = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  ours = workdir_files.read_eval(str(single_rank_run))["evals"]["val"]
   n = reference["count"]
   assert ours["count"] == n == 359
   for member, (top1, top5) in zip(ours["members"], reference["members"]):
@@ -172,7 +178,7 @@ def test_imagenet_protocols_are_two_named_evaluations_over_splits(single_rank_ru
   """Converted with a blacklist, the same 359 images give the ILSVRC2012 protocol (an evaluation over
   validation + validation_blacklisted, which must equal the plain evaluation exactly) and the ILSVRC2014
   one (validation alone: the 319 not blacklisted), from one command: the seed recipes name both."""
-  plain = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  plain = workdir_files.read_eval(str(single_rank_run))["evals"]["val"]
   blacklist = tmp_path / "blacklist.txt"
   blacklist.write_text("\n".join(str(i) for i in range(1, 360, 9)) + "\n")  # 40 of the 359 ids
   shards = tmp_path / "shards"
@@ -182,13 +188,13 @@ def test_imagenet_protocols_are_two_named_evaluations_over_splits(single_rank_ru
   result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--config.data.dir={shards}",
                       f"--config.evals.val.splits={protocols}")
   assert "val: validation + validation_blacklisted, 359 images" in result.stdout
-  both = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  both = workdir_files.read_eval(str(single_rank_run))["evals"]["val"]
   for ours, reference in zip(both["members"] + [both["ensemble"]], plain["members"] + [plain["ensemble"]]):
     assert ours["top1"] == pytest.approx(reference["top1"], abs=1e-12)
     assert ours["top5"] == pytest.approx(reference["top5"], abs=1e-12)
   result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--config.data.dir={shards}")
   assert "val: validation, 319 images" in result.stdout
-  assert (single_rank_run / "eval.png").exists()
+  assert (single_rank_run / workdir_files.EVAL_PLOT).exists()
   unknown = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--evals=nope", check=False)
   one_line_error(unknown, "unknown evaluations ['nope']")
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")  # leave the plain result for later tests
@@ -199,13 +205,13 @@ def test_run_leaves_readable_reports(single_rank_run):
   import tfscale  # noqa: F401
   import tensorflow as tf
   workdir = single_rank_run
-  for picture in ("plan.png", "training.png"):
+  for picture in (workdir_files.PLAN_PLOT, workdir_files.TRAINING_PLOT):
     assert (workdir / picture).read_bytes()[:4] == b"\x89PNG", picture
-  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  rows = [json.loads(l) for l in (workdir / workdir_files.METRICS).read_text().splitlines()]
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
   assert {"loss", "top1", "top5", "val_top1", "lr", "weight_decay", "images_per_second", "epoch_seconds"} <= set(rows[-1])
   tags = set()
-  for events in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+  for events in (workdir / workdir_files.TENSORBOARD).glob("events.out.tfevents.*"):
     for event in tf.compat.v1.train.summary_iterator(str(events)):
       tags.update(value.tag for value in event.summary.value)
   assert {"loss", "top1", "top5", "val_top1", "val_top5", "lr", "weight_decay", "images_per_second",
@@ -213,9 +219,9 @@ def test_run_leaves_readable_reports(single_rank_run):
 
 
 def test_rerun_of_a_finished_run_resumes_and_does_nothing(single_rank_run, digits_shards):
-  before = json.loads((single_rank_run / "snapshots.json").read_text())
+  before = workdir_files.read_snapshots(str(single_rank_run))
   run_module("tfscale.train", TINY, f"--workdir={single_rank_run}", f"--config.data.dir={digits_shards}")
-  assert json.loads((single_rank_run / "snapshots.json").read_text()) == before
+  assert workdir_files.read_snapshots(str(single_rank_run)) == before
 
 
 TWO_RANK_SCRIPT = r'''
@@ -224,7 +230,10 @@ import numpy as np
 sys.path.insert(0, {repo!r})
 import tfscale
 from configs.demo_digits import get_config
-from tfscale import trainer, distributed
+from tfscale import trainer, distributed, metrics
+validations = []  # one entry per validation run (the trainer's validate calls metrics.global_accuracy)
+global_accuracy = metrics.global_accuracy
+metrics.global_accuracy = lambda *args, **kwargs: validations.append(1) or global_accuracy(*args, **kwargs)
 config = get_config({variant!r})
 config.data.dir = {data!r}
 config.train.backend = {backend!r}
@@ -233,7 +242,7 @@ assert (config.train.backend == "tf") != ("horovod" in sys.modules)  # the tf ba
 weights = {{v.name: v.numpy() for v in result.model.variables}}
 np.savez({workdir!r} + f"/rank{{distributed.rank()}}.npz", **weights)
 with open({workdir!r} + f"/rank{{distributed.rank()}}_history.json", "w") as f:
-  json.dump(result.history, f)
+  json.dump(dict(result.history, validations=len(validations)), f)
 '''
 
 
@@ -257,7 +266,13 @@ def test_two_ranks_end_identical(launch, variant, digits_shards, tmp_path):
   assert h0 == h1
   assert len(h0["loss"]) == 5 and "val_top1" in h0
   # Each rank trained on its own images: an unaveraged metric would differ between ranks.
-  assert len(json.loads((workdir / "snapshots.json").read_text())) == 2
+  snapshots = workdir_files.read_snapshots(str(workdir))
+  assert len(snapshots) == 2
+  # Validated at most once a step: every epoch end (validate_every_epochs=1) and the two snapshots, whose
+  # steps are epoch ends (tiny: cycle1's end and the last step; tiny_branched: the branch's end and the last
+  # step) — 5 distinct steps, where validating snapshot and epoch separately made 7 (tiny) or 6.
+  assert h0["validations"] == 5, h0["validations"]
+  assert h0["val_top1"][-1] == snapshots[-1]["val_top1"]  # the last epoch's row is the last snapshot's validation
 
 
 def launch_two_ranks(launch, *args, timeout=900):
@@ -271,12 +286,12 @@ def launch_two_ranks(launch, *args, timeout=900):
 def test_two_rank_multicrop_evaluation_covers_the_odd_split_exactly(launch, single_rank_run):
   """359 validation images over 2 ranks × batch 16, 12 views each: every image counted once."""
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--config.evals.val.crops=12")
-  single = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  single = workdir_files.read_eval(str(single_rank_run))["evals"]["val"]
   backend = ["--config.train.backend=tf"] if launch == "tf" else []
   result = launch_two_ranks(launch, sys.executable, "-m", "tfscale.evaluate", f"--workdir={single_rank_run}",
                             "--config.evals.val.crops=12", "--config.eval.batch_size=16", *backend)
   assert result.returncode == 0, result.stderr[-3000:]
-  double = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  double = workdir_files.read_eval(str(single_rank_run))["evals"]["val"]
   assert double["count"] == single["count"] == 359 and double["crops"] == 12
   for a, b in zip(double["members"] + [double["ensemble"]], single["members"] + [single["ensemble"]]):
     assert abs(a["top1"] - b["top1"]) * 359 <= 1  # other batch shapes may flip a near-tie, no more
@@ -298,14 +313,13 @@ def test_corrupt_shard_stops_training_with_its_name(digits_shards, tmp_path):
 
 
 def test_staging_copies_each_node_only_its_ranks_shards(digits_shards, tmp_path):
-  from data_prep import shard_format
   from tfscale import datasets
   from tfscale_tools import staging
   copied, _, kept = staging.stage(str(digits_shards), str(tmp_path / "node1"), node=1, nodes=2, ranks_per_node=1,
                                   splits=["train", "validation"])
   names = sorted(os.listdir(tmp_path / "node1"))
   # Rank 1 of 2 reads train shards 1, 3, 5, 7 and validation shard 1 (of 3).
-  assert names == sorted(["manifest.json", "labels.txt", "train-00001-of-00008", "train-00003-of-00008",
+  assert names == sorted([shard_format.MANIFEST, shard_format.LABELS, "train-00001-of-00008", "train-00003-of-00008",
                           "train-00005-of-00008", "train-00007-of-00008", "validation-00001-of-00003"])
   assert (copied, kept) == (7, 0)
   assert staging.stage(str(digits_shards), str(tmp_path / "node1"), 1, 2, 1, ["train", "validation"])[0] == 0
@@ -321,7 +335,7 @@ def test_batch_renorm_run_trains_snapshots_and_evaluates(digits_shards, tmp_path
              "--config.model.renorm=True", "--config.model.renorm_ramp_epochs=(0.5, 3.0)")
   result = run_module("tfscale.evaluate", f"--workdir={workdir}")
   assert "ensemble of 2" in result.stdout
-  assert json.loads((workdir / "eval.json").read_text())["evals"]["val"]["count"] == 359
+  assert workdir_files.read_eval(str(workdir))["evals"]["val"]["count"] == 359
 
 
 @pytest.mark.parametrize("launch", ["--gloo", "tf"])
@@ -332,8 +346,7 @@ def test_ranks_with_different_record_counts_finish_together(launch, digits_raw, 
   shards = tmp_path / "uneven"
   run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={shards}", "--train_shards=3",
              "--val_shards=3", "--num_workers=2")
-  from data_prep import shard_format
-  info = json.loads((shards / "manifest.json").read_text())
+  info = shard_format.read_manifest(str(shards))
   files = [str(shards / s["name"]) for s in info["splits"]["validation"]["shards"]]
   per_rank = [sum(shard_format.count_records(f) for f in shard_format.files_for_rank(files, r, 2)[0]) for r in (0, 1)]
   assert per_rank[0] > 1.5 * per_rank[1]
@@ -343,8 +356,8 @@ def test_ranks_with_different_record_counts_finish_together(launch, digits_raw, 
                             f"--config.data.dir={shards}", "--config.eval.batch_size=32", *backend, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   software_is_recorded(workdir, result.stdout + result.stderr, "tf" if launch == "tf" else "gloo")
-  assert [s["phase"] for s in json.loads((workdir / "snapshots.json").read_text())] == ["cycle1", "collapse"]
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [s["phase"] for s in workdir_files.read_snapshots(str(workdir))] == ["cycle1", "collapse"]
+  rows = [json.loads(line) for line in (workdir / workdir_files.METRICS).read_text().splitlines()]
   assert len(rows) == 5 and rows[-1]["ranks"] == 2 and "val_top1" in rows[-1]
 
 
@@ -353,13 +366,13 @@ import json, sys
 import tensorflow as tf
 assert not any(m.startswith("tfscale") for m in sys.modules)
 serve = tf.saved_model.load({model!r}).signatures["serving_default"]
-spec = {{"image/encoded": tf.io.FixedLenFeature([], tf.string), "image/class/label": tf.io.FixedLenFeature([], tf.int64)}}
+spec = {{{image_key!r}: tf.io.FixedLenFeature([], tf.string), {label_key!r}: tf.io.FixedLenFeature([], tf.int64)}}
 records = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset({files!r})]
 correct = 0
 for start in range(0, len(records), 32):
   chunk = records[start:start + 32]
-  out = serve(images=tf.stack([r["image/encoded"] for r in chunk]))
-  labels = tf.stack([r["image/class/label"] for r in chunk]) - {offset}
+  out = serve(images=tf.stack([r[{image_key!r}] for r in chunk]))
+  labels = tf.stack([r[{label_key!r}] for r in chunk]) - {offset}
   correct += int(tf.reduce_sum(tf.cast(out["class_ids"][:, 0] == tf.cast(labels, tf.int32), tf.int32)))
 print(json.dumps({{"correct": correct, "count": len(records), "synsets": out["synsets"].shape.as_list()}}))
 '''
@@ -368,13 +381,15 @@ print(json.dumps({{"correct": correct, "count": len(records), "synsets": out["sy
 def test_exported_ensemble_serves_jpegs_with_plain_tensorflow_and_matches_evaluate(single_rank_run, digits_shards,
                                                                                   tmp_path):
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")
-  evaluation = json.loads((single_rank_run / "eval.json").read_text())["evals"]["val"]
+  evaluation = workdir_files.read_eval(str(single_rank_run))["evals"]["val"]
   model = tmp_path / "exported"
   result = run_module("tfscale.export", f"--workdir={single_rank_run}", f"--output={model}")
   assert "ensemble of 2" in result.stdout
-  manifest = json.loads((digits_shards / "manifest.json").read_text())
+  manifest = shard_format.read_manifest(str(digits_shards))
   files = [str(digits_shards / s["name"]) for s in manifest["splits"]["validation"]["shards"]]
-  script = EXPORTED_COUNT.format(model=str(model), files=files, offset=manifest["label_offset"])
+  image_key, label_key = shard_format.RECORD_KEYS["imagenet"]
+  script = EXPORTED_COUNT.format(model=str(model), files=files, offset=manifest["label_offset"],
+                                 image_key=image_key, label_key=label_key)
   counted = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                                       cwd=str(tmp_path)).stdout.strip().splitlines()[-1])
   assert counted["count"] == evaluation["count"] == 359

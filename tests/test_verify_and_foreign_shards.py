@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import run_module
+from data_prep import shard_format
+
+IMAGE_KEY, LABEL_KEY = shard_format.RECORD_KEYS["imagenet"]
 
 
 @pytest.fixture
@@ -24,7 +27,7 @@ def classic_shards(digits_raw, tmp_path_factory):
   out = tmp_path_factory.mktemp("classic")
   run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={out}", "--train_shards=4",
              "--val_shards=2", "--label_offset=1")
-  os.remove(out / "manifest.json")
+  os.remove(out / shard_format.MANIFEST)
   shutil.rmtree(out / ".shards")
   return out
 
@@ -38,7 +41,7 @@ def test_verify_passes_good_shards_and_writes_indexes(shard_copy):
   assert read.returncode == 0, read.stderr
   count = subprocess.run([sys.executable, "-c", (
       "from tfrecord.reader import tfrecord_loader; import sys; "
-      f"print(sum(1 for _ in tfrecord_loader({shard!r}, {shard + '.index'!r}, {{'image/class/label': 'int'}}, "
+      f"print(sum(1 for _ in tfrecord_loader({shard!r}, {shard + '.index'!r}, {{{LABEL_KEY!r}: 'int'}}, "
       "shard=(1, 3))))")], capture_output=True, text=True, check=True).stdout
   assert int(count) == 60  # the second of three index-based shards of 180 records
 
@@ -54,10 +57,10 @@ def test_verify_catches_a_flipped_byte(shard_copy):
 
 
 def test_verify_catches_count_and_label_mismatches(shard_copy):
-  manifest = json.loads((shard_copy / "manifest.json").read_text())
+  manifest = shard_format.read_manifest(str(shard_copy))
   manifest["splits"]["train"]["shards"][0]["records"] += 1
   manifest["num_classes"] = 9  # digit 9 is now out of range
-  (shard_copy / "manifest.json").write_text(json.dumps(manifest))
+  shard_format.write_manifest(str(shard_copy), manifest)
   result = run_module("data_prep.verify", str(shard_copy), check=False)
   assert result.returncode == 1
   assert "train-00000-of-00008: 180 records, manifest.json says 181" in result.stderr
@@ -112,6 +115,7 @@ def test_pipeline_reads_tfds_imagenet2012_layout(digits_shards, tmp_path):
   from configs.demo_digits import get_config
   from tfscale import datasets, input_pipeline
   source = datasets.load(str(digits_shards))
+  tfds_image, tfds_label = shard_format.RECORD_KEYS["tfds"]
   out = tmp_path / "imagenet2012" / "5.1.0"
   os.makedirs(out)
   splits = []
@@ -123,17 +127,17 @@ def test_pipeline_reads_tfds_imagenet2012_layout(digits_shards, tmp_path):
       with tf.io.TFRecordWriter(str(name)) as writer:
         n = 0
         for record in tf.data.TFRecordDataset(path):
-          parsed = tf.io.parse_single_example(record, {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-                                                       "image/class/label": tf.io.FixedLenFeature([], tf.int64)})
+          parsed = tf.io.parse_single_example(record, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+                                                       LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})
           example = tf.train.Example(features=tf.train.Features(feature={
-              "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[parsed["image/encoded"].numpy()])),
-              "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(parsed["image/class/label"])])),
+              tfds_image: tf.train.Feature(bytes_list=tf.train.BytesList(value=[parsed[IMAGE_KEY].numpy()])),
+              tfds_label: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(parsed[LABEL_KEY])])),
           }))
           writer.write(example.SerializeToString())
           n += 1
       lengths.append(str(n))
     splits.append({"name": tfds_split, "shardLengths": lengths})
-  (out / "dataset_info.json").write_text(json.dumps({"name": "imagenet2012", "splits": splits}))
+  (out / shard_format.TFDS_INFO).write_text(json.dumps({"name": "imagenet2012", "splits": splits}))
   (out / "label.labels.txt").write_text("".join(f"n9000000{d}\n" for d in range(10)))
 
   info = datasets.load(str(out))

@@ -36,7 +36,7 @@ class DatasetInfo:
   num_classes: int
   label_offset: int
   splits: dict            # split name → SplitInfo
-  record_format: str = "imagenet"   # "imagenet" (image/encoded, image/class/label) or "tfds" (image, label)
+  record_format: str = "imagenet"   # a key of shard_format.RECORD_KEYS: "imagenet" or "tfds"
 
   def split(self, name: str) -> SplitInfo:
     if name not in self.splits:
@@ -87,19 +87,17 @@ def _from_manifest(data_dir, label_offset, num_classes):
     splits[name] = SplitInfo(name, files, int(split["records"]))
   if not any(os.path.exists(f) for split in splits.values() for f in split.files):
     raise DataError(f"{data_dir}: manifest.json lists shards, but none of them is here")
-  formats = manifest.get("converter", {}).get("record_format", ["imagenet"])
-  return DatasetInfo(data_dir, manifest.get("dataset", "unknown"),
-                     _resolve(data_dir, "num_classes", int(manifest["num_classes"]), num_classes),
-                     _resolve(data_dir, "label_offset", int(manifest.get("label_offset", 0)), label_offset),
-                     splits, formats[0] if len(formats) == 1 else "imagenet")
+  name, found_classes, found_offset, record_format = shard_format.manifest_facts(manifest)
+  return DatasetInfo(data_dir, name, _resolve(data_dir, "num_classes", found_classes, num_classes),
+                     _resolve(data_dir, "label_offset", found_offset, label_offset), splits, record_format)
 
 
 def _tfds_num_classes(data_dir):
-  labels = glob.glob(os.path.join(data_dir, "*label*.txt"))
+  labels = glob.glob(os.path.join(data_dir, shard_format.TFDS_LABELS))
   if labels:
     with open(labels[0]) as f:
       return sum(1 for line in f if line.strip())
-  features = os.path.join(data_dir, "features.json")
+  features = os.path.join(data_dir, shard_format.TFDS_FEATURES)
   if os.path.exists(features):
     with open(features) as f:
       match = re.search(r'"num_?[cC]lasses"\s*:\s*"?(\d+)', f.read())
@@ -109,7 +107,7 @@ def _tfds_num_classes(data_dir):
 
 
 def _from_tfds(data_dir, label_offset, num_classes):
-  with open(os.path.join(data_dir, "dataset_info.json")) as f:
+  with open(os.path.join(data_dir, shard_format.TFDS_INFO)) as f:
     info = json.load(f)
   files = shard_format.shards_by_split(data_dir, shard_format.TFDS_NAME)
   splits = {}
@@ -144,9 +142,9 @@ def load(data_dir: str, label_offset: Optional[int] = None, num_classes: Optiona
   """What `data_dir` holds; `label_offset` / `num_classes` from the config must agree with the data."""
   if not data_dir or not os.path.isdir(data_dir):
     raise DataError(f"data directory {data_dir!r} does not exist")
-  if os.path.exists(os.path.join(data_dir, shard_format.MANIFEST)):
+  if shard_format.has_manifest(data_dir):
     info = _from_manifest(data_dir, label_offset, num_classes)
-  elif os.path.exists(os.path.join(data_dir, "dataset_info.json")):
+  elif os.path.exists(os.path.join(data_dir, shard_format.TFDS_INFO)):
     info = _from_tfds(data_dir, label_offset, num_classes)
   else:
     info = _from_classic(data_dir, label_offset, num_classes)

@@ -12,7 +12,7 @@ import os
 from mlperf_logging.mllog.mllog import MLLogger
 from mlperf_logging.mllog import constants as keys
 
-FILE = "mllog.txt"
+from tfscale import workdir as workdir_files
 
 
 class RunLog:
@@ -26,7 +26,7 @@ class RunLog:
     logger.propagate = False
     logger.setLevel(logging.INFO)
     if not logger.handlers:
-      logger.addHandler(logging.FileHandler(os.path.join(workdir, FILE)))
+      logger.addHandler(logging.FileHandler(workdir_files.path(workdir, workdir_files.MLLOG)))
     self.logger = MLLogger(logger=logger, default_stack_offset=2)
 
   def event(self, key, value=None, **metadata):

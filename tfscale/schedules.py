@@ -15,7 +15,7 @@ starting empty, as every `caffe train --weights=…` does.
 
 Branches. Consecutive phases with branch=True form one branch (the Collapsed Ensemble's collapse of a
 cycle's end): it starts from the main line's state at its first step, ends in a snapshot, and hands the
-main line back the state it had before the branch (trainer: callbacks.BranchOffMainLine). There is one
+main line back the state it had before the branch (trainer: callbacks.MainLine). There is one
 step axis: a branch's steps sit between the main-line phases around it and every table covers them, so
 a branch costs what it trains. A branch's first phase with lr_start=None starts where the main line is;
 the main-line phase after a branch continues from the main line's LR, as if the branch had not happened.

@@ -21,10 +21,16 @@ CONFIG = "config.json"
 SOFTWARE = "software"  # config.json's key for the versions, beside the config's sections
 CHECKPOINTS = "checkpoints"
 MAIN_LINE = "main_line"
+# The kept state (a tf.train.Checkpoint prefix) and the file naming its step, both under MAIN_LINE.
+MAIN_LINE_STATE, MAIN_LINE_INDEX = os.path.join(MAIN_LINE, "state"), os.path.join(MAIN_LINE, "state.json")
 PLAN = "plan.json"
 SNAPSHOTS = "snapshots"
 SNAPSHOT_INDEX = "snapshots.json"
+# The files of one snapshot's directory: architecture, weights, and what produced them.
+SNAPSHOT_MODEL, SNAPSHOT_WEIGHTS, SNAPSHOT_INFO = "model.json", "weights.h5", "snapshot.json"
 METRICS = "metrics.jsonl"
+MLLOG = "mllog.txt"
+RUN_LOCK = "run.lock"
 TENSORBOARD = "tensorboard"
 PLAN_PLOT, TRAINING_PLOT = "plan.png", "training.png"
 EVAL_JSON, EVAL_MARKDOWN, EVAL_PLOT = "eval.json", "eval.md", "eval.png"
@@ -118,19 +124,19 @@ def read_plan(workdir: str):
 def keep_main_line(workdir: str, checkpoint, step: int, branch: str):
   """Writes `checkpoint` (model + optimizer) as the main line's state before the branch that starts at
   `step`; state.json is written last, so a state it names is complete."""
-  directory = path(workdir, MAIN_LINE)
-  os.makedirs(directory, exist_ok=True)
-  if os.path.exists(os.path.join(directory, "state.json")):
-    os.remove(os.path.join(directory, "state.json"))
-  checkpoint.write(os.path.join(directory, "state"))
-  write_json(os.path.join(directory, "state.json"), {"step": step, "branch": branch})
+  os.makedirs(path(workdir, MAIN_LINE), exist_ok=True)
+  index = path(workdir, MAIN_LINE_INDEX)
+  if os.path.exists(index):
+    os.remove(index)
+  checkpoint.write(path(workdir, MAIN_LINE_STATE))
+  write_json(index, {"step": step, "branch": branch})
 
 
 def main_line_state(workdir: str, step: int) -> str:
   """The checkpoint prefix of the main line's state kept at `step` (for tf.train.Checkpoint.read)."""
   directory = path(workdir, MAIN_LINE)
   try:
-    with open(os.path.join(directory, "state.json")) as f:
+    with open(path(workdir, MAIN_LINE_INDEX)) as f:
       kept = json.load(f)
   except OSError:
     kept = None
@@ -138,7 +144,7 @@ def main_line_state(workdir: str, step: int) -> str:
     raise WorkdirError(f"{directory} does not hold the main line's state at step {step} (it holds "
                        f"{'step ' + str(kept['step']) if kept else 'nothing'}): the branch cannot hand the main "
                        "line back; restart the run from a checkpoint before the branch")
-  return os.path.join(directory, "state")
+  return path(workdir, MAIN_LINE_STATE)
 
 
 def read_snapshots(workdir: str) -> list:
@@ -160,10 +166,10 @@ def save_snapshot(workdir: str, model, entry: dict, index: list, config):
   `index` (which already holds `entry`)."""
   directory = path(workdir, entry["path"])
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, "model.json"), "w") as f:
+  with open(os.path.join(directory, SNAPSHOT_MODEL), "w") as f:
     f.write(model.to_json())
-  model.save_weights(os.path.join(directory, "weights.h5"))
-  write_json(os.path.join(directory, "snapshot.json"), {**entry, "config": config.to_dict()})
+  model.save_weights(os.path.join(directory, SNAPSHOT_WEIGHTS))
+  write_json(os.path.join(directory, SNAPSHOT_INFO), {**entry, "config": config.to_dict()})
   write_json(path(workdir, SNAPSHOT_INDEX), index)
 
 
@@ -172,9 +178,9 @@ def load_snapshot(workdir: str, entry: dict):
   import tf_keras
   from tfscale.models import resnet  # noqa: F401  (registers tfscale's layers for model_from_json)
   directory = path(workdir, entry["path"])
-  with open(os.path.join(directory, "model.json")) as f:
+  with open(os.path.join(directory, SNAPSHOT_MODEL)) as f:
     model = tf_keras.models.model_from_json(f.read())
-  model.load_weights(os.path.join(directory, "weights.h5"))
+  model.load_weights(os.path.join(directory, SNAPSHOT_WEIGHTS))
   return model
 
 

@@ -95,7 +95,7 @@ def imagenet_like_shards(work_dir: str, images: int) -> str:
   """Generated 500×375 JPEG shards in the standard layout (converted by data_prep in a subprocess)."""
   from data_prep import synthetic
   raw, shards_dir = os.path.join(work_dir, "raw"), os.path.join(work_dir, f"shards-{images}")
-  if not os.path.exists(os.path.join(shards_dir, "manifest.json")):
+  if not __import__("data_prep.shard_format").shard_format.has_manifest(shards_dir):
     synthetic.make_tree(raw, 10, images // 10)
     subprocess.run([sys.executable, "-m", "data_prep.imagenet1k", f"--raw_dir={raw}", f"--output_dir={shards_dir}",
                     f"--train_shards={max(8, images // 250)}", "--val_shards=1"], check=True)
@@ -367,33 +367,31 @@ def bench_model():
   bench_comm.write_result(rows)
 
 
-class _TimedCallback(tf_keras.callbacks.Callback):
-  """Forwards batch ends to `inner` and keeps the seconds each took."""
+class _TimedStopCheck(tf_keras.callbacks.Callback):
+  """The trainer's agreed-stop check (callbacks.AgreedStop, as StepEnd calls it) at every batch end, and the
+  seconds each took."""
 
-  def __init__(self, inner):
+  def __init__(self):
     super().__init__()
-    self.inner, self.seconds = inner, []
-
-  def set_model(self, model):
-    super().set_model(model)
-    self.inner.set_model(model)
+    from tfscale import callbacks
+    self.stop, self.seconds = callbacks.AgreedStop(every_steps=1), []
 
   def on_train_batch_end(self, batch, logs=None):
     start = time.perf_counter()
-    self.inner.on_train_batch_end(batch, logs)
+    self.stop.requested_at(int(self.model.optimizer.iterations.numpy()))
     self.seconds.append(time.perf_counter() - start)
 
 
 def bench_stopcheck():
-  """The agreed-stop check (callbacks.StopAtRequest: one allreduce of one number per step) against the
+  """The agreed-stop check (callbacks.AgreedStop: one allreduce of one number per step) against the
   ResNet-50 training step it rides on, in the same run; under horovodrun with several ranks."""
-  from tfscale import callbacks, distributed
+  from tfscale import distributed
   distributed.init()
   distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
   tf_keras.mixed_precision.set_global_policy(FLAGS.dtypes[0])
   batch = int(FLAGS.batches[0])
   model, dataset = _tfscale_model(FLAGS.models[0], batch)
-  check = _TimedCallback(callbacks.StopAtRequest(manager=None))
+  check = _TimedStopCheck()
   clock = _StepClock()
   model.fit(dataset, steps_per_epoch=FLAGS.steps + 1, epochs=1, verbose=0, callbacks=[clock, check])
   steps = (clock.ends[-1] - clock.ends[0]) / FLAGS.steps

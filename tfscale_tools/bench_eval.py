@@ -21,6 +21,8 @@ import time
 from absl import app, flags
 
 import tfscale
+from data_prep import shard_format
+from tfscale import workdir as workdir_files
 from tfscale_tools import bench  # its flags too: --work_dir, --images (generated shards), --rounds
 
 FLAGS = flags.FLAGS
@@ -35,7 +37,6 @@ def random_run(workdir: str, model: str, num_classes: int, image_size: int, data
   """A workdir with config.json and `members` randomly initialised snapshots of `model`; their entries."""
   import tf_keras
   from tfscale import config_base
-  from tfscale import workdir as workdir_files
   from tfscale.models import create_model
   config = config_base.base_config()
   config.data.dir, config.data.image_size, config.model.name = data_dir, image_size, model
@@ -53,7 +54,7 @@ def random_run(workdir: str, model: str, num_classes: int, image_size: int, data
 def wide_head_shards(directory: str, images: int, classes: int = 21841) -> str:
   """A validation split of `images` copies of one small JPEG with labels spread over `classes` classes,
   written with the `tfrecord` package in a child process (TensorFlow is already imported here)."""
-  if os.path.exists(os.path.join(directory, "manifest.json")):
+  if shard_format.has_manifest(directory):
     return directory
   script = f"""
 import io, os, numpy as np
@@ -68,7 +69,7 @@ for index in range(4):
   writer = TFRecordWriter(os.path.join({directory!r}, name))
   count = 0
   for i in range(index, {images}, 4):
-    writer.write({{"image/encoded": (jpeg, "byte"), "image/class/label": ((i * 7919) % {classes}, "int")}})
+    writer.write(shard_format.imagenet_record(image=jpeg, label=(i * 7919) % {classes}))
     count += 1
   writer.close()
   shards.append({{"name": name, "records": count}})
@@ -82,7 +83,6 @@ shard_format.write_manifest({directory!r}, {{"dataset": "wide_head", "num_classe
 def evaluate_in_this_process(workdir: str, crops: int) -> dict:
   """ensemble.evaluate over the run's validation split: {seconds, images, peak_rss_gb}."""
   from tfscale import config_base, datasets, ensemble
-  from tfscale import workdir as workdir_files
   config, snapshots = workdir_files.read_run(workdir)
   info = datasets.load(config.data.dir)
   spec = config_base.evaluation(("validation",), crops)
@@ -104,7 +104,7 @@ def bench_memory():
   for images in map(int, FLAGS.memory_images):
     data = wide_head_shards(os.path.join(FLAGS.work_dir, f"wide-{images}"), images)
     workdir = os.path.join(FLAGS.work_dir, "wide-run")
-    if not os.path.exists(os.path.join(workdir, "snapshots.json")):
+    if not os.path.exists(workdir_files.path(workdir, workdir_files.SNAPSHOT_INDEX)):
       tfscale.quiet_tensorflow_import()
       random_run(workdir, "resnet_cifar8", 21841, 32, data, FLAGS.members)
     rows.append({"images": images, **child("memory", f"--child={workdir}", f"--child_data={data}")})
@@ -122,7 +122,6 @@ def main(argv):
   if FLAGS.child:
     tfscale.quiet_tensorflow_import()
     if command == "memory":
-      from tfscale import workdir as workdir_files
       config = workdir_files.read_config(FLAGS.child)
       config.data.dir = FLAGS.child_data
       workdir_files.write_config(FLAGS.child, config)
@@ -138,7 +137,7 @@ def imagenet_run(members: int) -> tuple:
   """(workdir, data dir): generated ImageNet-sized shards and a run of `members` random ResNet-50s."""
   data = bench.imagenet_like_shards(FLAGS.work_dir, FLAGS.images)
   workdir = os.path.join(FLAGS.work_dir, f"resnet50-{members}")
-  if not os.path.exists(os.path.join(workdir, "snapshots.json")):
+  if not os.path.exists(workdir_files.path(workdir, workdir_files.SNAPSHOT_INDEX)):
     random_run(workdir, "resnet50", 10, 224, data, members)
   return workdir, data
 
@@ -147,7 +146,6 @@ def bench_throughput():
   """Evaluation images/s against the members' forward-only images/s on synthetic input, same views."""
   tf = tfscale.quiet_tensorflow_import()
   from tfscale import datasets, input_pipeline, metrics
-  from tfscale import workdir as workdir_files
   workdir, data = imagenet_run(FLAGS.members)
   config, snapshots = workdir_files.read_run(workdir)
   models = [workdir_files.load_snapshot(workdir, s) for s in snapshots]
@@ -193,9 +191,9 @@ def bench_export():
     export.export(workdir, output, "all", 1)
   size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(output) for f in files)
   serve = tf.saved_model.load(output).signatures["serving_default"]
-  records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(
-      os.path.join(data, f) for f in os.listdir(data) if f.startswith("train-"))).take(64)]
-  jpegs = [tf.io.parse_single_example(r, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+  records = [r.numpy() for r in tf.data.TFRecordDataset(shard_format.shards_by_split(data)["train"]).take(64)]
+  image_key = shard_format.RECORD_KEYS["imagenet"][0]
+  jpegs = [tf.io.parse_single_example(r, {image_key: tf.io.FixedLenFeature([], tf.string)})[image_key]
            for r in records]
   print(f"\n{output}: {size / 1e6:.1f} MB ({FLAGS.members}-member ResNet-50 ensemble, 1 view)\n")
   print("| batch | images/s | seconds per call |\n|---:|---:|---:|")

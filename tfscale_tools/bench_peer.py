@@ -71,11 +71,11 @@ def peer_python() -> str:
 
 def peer_shards(steps: int, batch: int) -> str:
   """Shards with exactly one tfscale epoch of steps + 1 steps, plus a small validation split."""
-  from data_prep import synthetic
+  from data_prep import shard_format, synthetic
   per_class = -(-(steps + 1) * batch // 10)
   root = os.path.join(FLAGS.work_dir, f"peer-raw-{per_class}")
   shards = os.path.join(FLAGS.work_dir, f"peer-shards-{per_class}")
-  if not os.path.exists(os.path.join(shards, "manifest.json")):
+  if not shard_format.has_manifest(shards):
     synthetic.make_tree(root, 10, per_class)
     if not os.path.isdir(os.path.join(root, "val")):
       synthetic.make_tree(os.path.join(root, "val-tree"), 10, 4, seed=1)
@@ -146,7 +146,8 @@ def tfscale_argv(shards, dtype, workdir, *overrides) -> list:
 
 def tfscale_rate(workdir, code, scratch) -> float:
   from tfscale import workdir as workdir_files
-  rows = workdir_files.read_metrics(workdir) if os.path.exists(os.path.join(workdir, "config.json")) else []
+  started = os.path.exists(workdir_files.path(workdir, workdir_files.CONFIG))
+  rows = workdir_files.read_metrics(workdir) if started else []
   if code != 0 or not rows:
     raise RuntimeError(f"tfscale exited {code}:\n{tail(scratch, 'tfscale')}")
   return rows[-1]["images_per_second"]

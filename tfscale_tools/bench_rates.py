@@ -2,7 +2,7 @@ r"""Does tfscale's reported images/s agree with the clock? (results: docs/BENCHM
 
   python -m tfscale_tools.bench_rates --config=tfscale_tools/bench_peer_config.py [--steps=41] [--config.*=…]
 
-Runs `trainer.train_and_evaluate` as `tfscale.train` does, with one extra callback last in the list that
+Runs `trainer.train_and_evaluate` as `tfscale.train` does, with one extra callback (its `extra_callbacks`) that
 reads the clock at every batch end, and compares, per epoch, the images/s of the epoch log line, of
 TensorBoard and of metrics.jsonl with the step clock's steady state: (steps − 1) × global batch over the
 time from the end of the epoch's first step to the end of its last (the first step, like tfscale's own
@@ -65,10 +65,8 @@ def main(argv):
       config.data.num_classes = bench_peer.num_classes(config.data.dir)
   clock, lines = EpochClock(), EpochLines()
   logging.get_absl_logger().addHandler(lines)
-  create_callbacks = trainer.create_callbacks
-  trainer.create_callbacks = lambda *args, **kwargs: create_callbacks(*args, **kwargs) + [clock]
   with tempfile.TemporaryDirectory(dir=FLAGS.work_dir) as workdir:
-    trainer.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir, extra_callbacks=[clock])
     rows = workdir_files.read_metrics(workdir)
     board = bench_peer.summary_values(workdir_files.path(workdir, workdir_files.TENSORBOARD), "images_per_second")
   if not distributed.is_chief():

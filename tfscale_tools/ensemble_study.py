@@ -24,6 +24,7 @@ import time
 
 from absl import app, flags
 
+from data_prep import shard_format
 from tfscale import workdir as workdir_files
 
 FLAGS = flags.FLAGS
@@ -52,7 +53,7 @@ def _run(argv, log_path):
 def build_data(data: str) -> str:
   """The reported distorted-digits tree and its shards (data_prep.digits, data_prep.imagenet1k)."""
   shards = os.path.join(data, "tfrecords")
-  if not os.path.exists(os.path.join(shards, "manifest.json")):
+  if not shard_format.has_manifest(shards):
     raw = os.path.join(data, "raw")
     subprocess.run([sys.executable, "-m", "data_prep.digits", "--task=distorted", f"--holdout={FLAGS.holdout}",
                     f"--output_dir={raw}"], check=True)

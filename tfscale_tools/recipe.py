@@ -7,12 +7,12 @@ Training prints the same table and writes the same picture (workdir/plan.png) at
 them before a job is queued. The training-set size comes from --train_images, else the config's data
 directory (manifest.json), else the dataset's published size for the config's class count.
 """
-import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from data_prep import shard_format
 from tfscale import config_base, datasets, plots, schedules
 
 FLAGS = flags.FLAGS
@@ -24,7 +24,7 @@ flags.DEFINE_string("out", "plan.png", "Where the plan's picture goes.")
 def train_images(config) -> int:
   if FLAGS.train_images:
     return FLAGS.train_images
-  if config.data.dir and os.path.exists(os.path.join(config.data.dir, "manifest.json")):
+  if config.data.dir and shard_format.has_manifest(config.data.dir):
     return datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes).split("train").records
   if config.data.num_classes in datasets.PUBLISHED_TRAIN_IMAGES:
     return datasets.PUBLISHED_TRAIN_IMAGES[config.data.num_classes]

@@ -5,8 +5,9 @@ r"""Copy to node-local storage the shards this node's ranks will read (no Tensor
 Ranks are assumed placed in blocks (node n runs ranks n·P … n·P+P−1, which is what `mpirun --map-by
 ppr:P:node` and Slurm's block distribution do). Each rank's files follow `shard_format.files_for_rank`, the
 rule the input pipeline uses, for every split named in --splits. manifest.json and labels.txt are copied
-too; a shard already present with the same size is skipped, and copies land under a temporary name and
-are renamed, so an interrupted staging is finished by running it again. scripts/stage_data.sh wraps this.
+too (`shard_format.metadata_files`); a shard already present with the same size is skipped, and copies land
+under a temporary name and are renamed, so an interrupted staging is finished by running it again.
+scripts/stage_data.sh wraps this.
 """
 import os
 import shutil
@@ -47,7 +48,7 @@ def stage(src, dst, node, nodes, ranks_per_node, splits):
   """Returns (files copied, bytes copied, files already there)."""
   info = datasets.load(src)
   os.makedirs(dst, exist_ok=True)
-  wanted = [os.path.join(src, name) for name in ("manifest.json", "labels.txt") if os.path.exists(os.path.join(src, name))]
+  wanted = shard_format.metadata_files(src)
   for split in splits:
     if split in info.splits:
       wanted += files_for_node(info, split, node, nodes, ranks_per_node)
