@@ -5,6 +5,7 @@ import pytest
 import tfscale  # noqa: F401
 import tf_keras
 
+from tfscale.config_base import model_config
 from tfscale.models import ARCHITECTURES, create_model
 
 
@@ -18,26 +19,26 @@ def trainable_parameters(model):
 def test_standard_parameter_counts(name, count):
   """The counts of the reference ImageNet implementations (1000 classes, no conv biases; wrn50_2 is
   torchvision's wide_resnet50_2)."""
-  model = create_model(name, num_classes=1000, image_size=224)
+  model = create_model(model_config(name=name), num_classes=1000, image_size=224)
   assert trainable_parameters(model) == count
   assert model.output_shape == (None, 1000)
 
 
 def test_wrn_28_10_is_about_36_5_million_parameters():
-  model = create_model("wrn28_10", num_classes=10, image_size=32)
+  model = create_model(model_config(name="wrn28_10"), num_classes=10, image_size=32)
   assert abs(trainable_parameters(model) - 36.5e6) < 0.1e6
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_every_model_builds_small(name):
-  model = create_model(name, num_classes=7, image_size=64)
+  model = create_model(model_config(name=name), num_classes=7, image_size=64)
   logits = model(np.zeros((2, 64, 64, 3), np.uint8), training=False)
   assert logits.shape == (2, 7)
 
 
 def test_width_multipliers_widen_the_inner_bottleneck_channels_only():
-  base = create_model("resnet50", num_classes=10, image_size=64)
-  wide = create_model("resnet50", num_classes=10, image_size=64, width_multipliers=(1, 2, 2, 3))
+  base = create_model(model_config(name="resnet50"), num_classes=10, image_size=64)
+  wide = create_model(model_config(name="resnet50", width_multipliers=(1, 2, 2, 3)), num_classes=10, image_size=64)
   for model, inner in ((base, (64, 128, 256, 512)), (wide, (64, 256, 512, 1536))):
     for stage, channels in enumerate(inner, start=1):
       assert model.get_layer(f"stage{stage}_block1_2_conv").filters == channels
@@ -48,7 +49,7 @@ def test_batch_renorm_ramps_and_round_trips(tmp_path):
   import tensorflow as tf
   from tfscale.callbacks import RenormRamp
   rmax, rmin, dmax = (tf.Variable(v, trainable=False) for v in (1.0, 1.0, 0.0))
-  model = create_model("resnet_cifar8", 10, 32,
+  model = create_model(model_config(name="resnet_cifar8"), 10, 32,
                        renorm={"rmax": 3.0, "dmax": 5.0, "momentum": 0.99, "variables": (rmax, rmin, dmax)})
   bns = [l for l in model.layers if isinstance(l, tf_keras.layers.BatchNormalization)]
   assert all(l.renorm and l.renorm_clipping["rmax"] is rmax for l in bns)
@@ -66,17 +67,17 @@ def test_batch_renorm_ramps_and_round_trips(tmp_path):
 
 
 def test_last_bn_of_each_block_starts_at_zero_gamma():
-  model = create_model("resnet_cifar8", num_classes=10, image_size=32)
+  model = create_model(model_config(name="resnet_cifar8"), num_classes=10, image_size=32)
   gammas = {l.name: l.gamma.numpy() for l in model.layers if isinstance(l, tf_keras.layers.BatchNormalization)}
   last = [n for n in gammas if n.endswith("_2_bn")]
   assert len(last) == 3 and all((gammas[n] == 0).all() for n in last)
   assert all((g == 1).all() for n, g in gammas.items() if n not in last)
-  off = create_model("resnet_cifar8", num_classes=10, image_size=32, zero_gamma=False)
+  off = create_model(model_config(name="resnet_cifar8", zero_gamma="none"), num_classes=10, image_size=32)
   assert all((l.gamma.numpy() == 1).all() for l in off.layers if isinstance(l, tf_keras.layers.BatchNormalization))
 
 
 def test_model_normalises_uint8_images_itself():
-  model = create_model("resnet_cifar8", num_classes=10, image_size=32)
+  model = create_model(model_config(name="resnet_cifar8"), num_classes=10, image_size=32)
   normalize = tf_keras.Model(model.input, model.get_layer("normalize").output)
   mean = np.array([0.485, 0.456, 0.406]) * 255
   std = np.array([0.229, 0.224, 0.225]) * 255
@@ -87,7 +88,7 @@ def test_model_normalises_uint8_images_itself():
 def test_bfloat16_body_float32_logits():
   tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
-    model = create_model("resnet_cifar8", num_classes=10, image_size=32)
+    model = create_model(model_config(name="resnet_cifar8"), num_classes=10, image_size=32)
     conv = model.get_layer("stem_conv")
     assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
     assert model(np.zeros((1, 32, 32, 3), np.float32)).dtype == "float32"
@@ -96,23 +97,24 @@ def test_bfloat16_body_float32_logits():
 
 
 def test_zero_gamma_modes():
-  model = create_model("resnet18", num_classes=10, image_size=32, zero_gamma="stage_last")
+  model = create_model(model_config(name="resnet18", zero_gamma="stage_last"), num_classes=10, image_size=32)
   zeros = sorted(l.name for l in model.layers
                  if isinstance(l, tf_keras.layers.BatchNormalization) and (l.gamma.numpy() == 0).all())
   # The seed authors' BN fillers: the last block of each stage (bn2c, bn3d, bn4f, bn5c in their ResNet-50).
   assert zeros == ["stage1_block2_2_bn", "stage2_block2_2_bn", "stage3_block2_2_bn", "stage4_block2_2_bn"]
   with pytest.raises(ValueError, match="zero_gamma"):
-    create_model("resnet_cifar8", num_classes=10, image_size=32, zero_gamma="some")
+    create_model(model_config(name="resnet_cifar8", zero_gamma="some"), num_classes=10, image_size=32)
 
 
 def test_caffe_msra_initialiser_is_fan_out_for_the_stem_fan_in_elsewhere():
   """σ = √(2/n) untruncated: n = 7·7·64 for the stem (FAN_OUT), k·k·in_channels for the rest (FAN_IN)."""
   tf_keras.utils.set_random_seed(0)
-  model = create_model("resnet50", num_classes=10, image_size=64, conv_init="caffe_msra")
+  model = create_model(model_config(name="resnet50", conv_init="caffe_msra"), num_classes=10, image_size=64)
   stem = model.get_layer("stem_conv").kernel.numpy()
   assert stem.std() == pytest.approx(np.sqrt(2 / (7 * 7 * 64)), rel=0.03)
   conv = model.get_layer("stage3_block2_2_conv").kernel.numpy()  # 3×3, 256 → 256
   assert conv.std() == pytest.approx(np.sqrt(2 / (3 * 3 * 256)), rel=0.02)
   assert np.abs(conv).max() > 3 * conv.std()  # a Gaussian's tail: not truncated at 2σ like he_normal
-  he = create_model("resnet50", num_classes=10, image_size=64).get_layer("stage3_block2_2_conv").kernel.numpy()
+  he = create_model(model_config(name="resnet50"), num_classes=10, image_size=64)
+  he = he.get_layer("stage3_block2_2_conv").kernel.numpy()
   assert np.abs(he).max() <= 2 * np.sqrt(2 / (3 * 3 * 256)) / 0.8796 * 1.001  # truncated normal's bound

@@ -111,6 +111,14 @@ def _eval_section() -> ml_collections.ConfigDict:
   return section
 
 
+def model_config(**fields) -> ml_collections.ConfigDict:
+  """A `model` section with config_base's defaults and `fields` set (models built outside a recipe: tools,
+  tests)."""
+  section = _model_section()
+  section.update(fields)
+  return section
+
+
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0

@@ -90,9 +90,7 @@ def build_model(config, num_classes: int):
               "variables": (tf.Variable(1.0, trainable=False, name="renorm_rmax"),
                             tf.Variable(1.0, trainable=False, name="renorm_rmin"),
                             tf.Variable(0.0, trainable=False, name="renorm_dmax"))}
-  model = create_model(config.model.name, num_classes, config.data.image_size, config.model.bn_momentum,
-                       config.model.bn_epsilon, config.model.zero_gamma, config.model.width_multipliers,
-                       renorm, config.model.conv_init)
+  model = create_model(config.model, num_classes, config.data.image_size, renorm=renorm)
   return model, (renorm["variables"] if renorm else None)
 
 

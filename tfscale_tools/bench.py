@@ -200,6 +200,7 @@ def _timed_fit(model, dataset, steps) -> tuple:
 def bench_steal():
   from tfscale import datasets, input_pipeline
   from tfscale.lars import LARS, StepTable
+  from tfscale.config_base import model_config
   from tfscale.models import create_model
 
   info = datasets.load(imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
@@ -208,7 +209,7 @@ def bench_steal():
   for dtype in FLAGS.dtypes:
     tf_keras.backend.clear_session()
     tf_keras.mixed_precision.set_global_policy(dtype)
-    model = create_model("resnet50", info.num_classes, 224)
+    model = create_model(model_config(name="resnet50"), info.num_classes, 224)
     model.compile(optimizer=LARS(StepTable([0.1]), weight_decay=StepTable([5e-5])),
                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     inputs = {"synthetic (baseline)": input_pipeline.synthetic_dataset(FLAGS.steal_batch, 224, info.num_classes),
@@ -272,8 +273,9 @@ def _tfscale_model(name, batch):
   """(model, dataset): tfscale's model with the flags' optimizer and compile knobs, on synthetic input."""
   from tfscale import input_pipeline
   from tfscale.lars import LARS, StepTable
+  from tfscale.config_base import model_config
   from tfscale.models import create_model
-  model = create_model(name, FLAGS.num_classes, 224)
+  model = create_model(model_config(name=name), FLAGS.num_classes, 224)
   if FLAGS.optimizer == "lars":
     optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
   elif FLAGS.optimizer == "lars-fused":

@@ -49,8 +49,9 @@ def write_result(result):
 def gradient_shapes(name: str = "resnet50"):
   """Shapes of the model's trainable variables: the tensors its optimizer allreduces every step."""
   import tf_keras
+  from tfscale.config_base import model_config
   from tfscale.models import create_model
-  model = create_model(name, 1000, 224)
+  model = create_model(model_config(name=name), 1000, 224)
   shapes = [tuple(v.shape) for v in model.trainable_variables]
   del model
   tf_keras.backend.clear_session()

@@ -44,7 +44,7 @@ def random_run(workdir: str, model: str, num_classes: int, image_size: int, data
   entries = []
   for k in range(members):
     tf_keras.utils.set_random_seed(k)
-    network = create_model(model, num_classes, image_size)
+    network = create_model(config.model, num_classes, image_size)
     entry = workdir_files.snapshot_entry(f"member{k + 1}", k + 1, float(k + 1), {"top1": 0.0, "top5": 0.0})
     entries.append(entry)
     workdir_files.save_snapshot(workdir, network, entry, entries, config)

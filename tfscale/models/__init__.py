@@ -1,5 +1,5 @@
 """Model names → architectures. A dict literal, not a registry: every model tfscale trains is listed here."""
-from typing import Optional, Sequence
+from typing import Optional
 
 from tfscale.models.resnet import resnet
 
@@ -36,19 +36,22 @@ ARCHITECTURES = {
 }
 
 
-def create_model(name: str, num_classes: int, image_size: int, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
-                 zero_gamma="all", width_multipliers: Optional[Sequence[int]] = None,
-                 renorm: Optional[dict] = None, conv_init: str = "he_normal"):
-  """The named architecture with a `num_classes` head for `image_size`² uint8 inputs.
+def create_model(model_config, num_classes: int, image_size: int, renorm: Optional[dict] = None):
+  """The architecture `model_config.name` names (a config's `model` section, whose fields and defaults live
+  in config_base: `config_base.model_config(name=…)` for one outside a recipe) with a `num_classes` head for
+  `image_size`² uint8 inputs.
 
-  `width_multipliers` (one per stage) replaces the architecture's own, e.g. (1, 2, 2, 3) for a ResNet-50
-  widened only from stage 2 on; `renorm` turns every BN into ramped batch renormalization; `conv_init`
-  names the convolutions' initialiser (models/resnet.py: CONV_INITIALIZERS).
+  `model_config.width_multipliers` (one per stage) replaces the architecture's own, e.g. (1, 2, 2, 3) for a
+  ResNet-50 widened only from stage 2 on; `renorm` turns every BN into ramped batch renormalization (its
+  clipping variables are the run's, so the trainer builds them); `conv_init` names the convolutions'
+  initialiser (models/resnet.py: CONV_INITIALIZERS).
   """
+  name = model_config.name
   if name not in ARCHITECTURES:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
   architecture = dict(ARCHITECTURES[name])
-  if width_multipliers:
-    architecture["width_multipliers"] = tuple(width_multipliers)
-  return resnet(num_classes=num_classes, image_size=image_size, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-                zero_gamma=zero_gamma, renorm=renorm, conv_init=conv_init, name=name, **architecture)
+  if model_config.width_multipliers:
+    architecture["width_multipliers"] = tuple(model_config.width_multipliers)
+  return resnet(num_classes=num_classes, image_size=image_size, bn_momentum=model_config.bn_momentum,
+                bn_epsilon=model_config.bn_epsilon, zero_gamma=model_config.zero_gamma, renorm=renorm,
+                conv_init=model_config.conv_init, name=name, **architecture)

@@ -15,10 +15,11 @@ flags.DEFINE_integer("image_size", 0, "Input side (0: 224, or 32 for small-image
 
 def describe(name: str, num_classes: int, image_size: int) -> str:
   import numpy as np
+  from tfscale import config_base
   from tfscale.models import ARCHITECTURES, create_model
   architecture = ARCHITECTURES[name]
   size = image_size or (32 if architecture.get("stem") == "cifar" else 224)
-  model = create_model(name, num_classes, size)
+  model = create_model(config_base.model_config(name=name), num_classes, size)
   trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
   total = int(sum(np.prod(v.shape) for v in model.variables))
   blocks = "-".join(str(b) for b in architecture["stage_blocks"])

@@ -104,8 +104,8 @@ def _block(x, width, multiplier, strides, kind, name, bn, conv, zero_gamma):
 
 def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence[int], block: str = "bottleneck",
            width_multipliers: Optional[Sequence[int]] = None, stem: str = "imagenet", stem_width: int = 64,
-           image_size: int = 224, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, zero_gamma="all",
-           renorm: Optional[dict] = None, conv_init: str = "he_normal", name: str = "resnet") -> tf_keras.Model:
+           *, image_size: int, bn_momentum: float, bn_epsilon: float, zero_gamma, renorm: Optional[dict],
+           conv_init: str, name: str) -> tf_keras.Model:
   """A ResNet v1.5 / Wide ResNet classifier returning float32 logits.
 
   `renorm`: None, or {"rmax", "dmax", "momentum", "variables": (rmax_var, rmin_var, dmax_var)} for batch renorm.
