@@ -133,7 +133,10 @@ def test_twenty_four_crops_add_mirror_images():
 
 
 def test_multicrop_eval_batches(info, data_config):
-  images, labels = next(iter(input_pipeline.eval_dataset(info, data_config, "validation", 5, crops=12)))
+  from tfscale.config_base import base_config
+  sides = base_config().eval.multicrop_shorter_sides
+  images, labels = next(iter(input_pipeline.eval_dataset(info, data_config, "validation", 5, crops=12,
+                                                         multicrop_shorter_sides=sides)))
   assert images.shape == (5, 12, 32, 32, 3) and labels.shape == (5,)
 
 

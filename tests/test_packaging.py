@@ -88,7 +88,8 @@ def test_horovod_patches_name_their_source_and_apply_exactly_to_the_release(tmp_
   """Each carried patch says where it comes from and why; all apply with no fuzz to the sdist install.sh
   builds (downloaded from PyPI here, as install.sh does)."""
   patches = sorted(os.listdir(os.path.join(REPO, "scripts/patches/horovod-0.28.1")))
-  assert patches == ["01-cpu-build-without-xla-ops.patch", "02-horovodrun-without-distutils.patch"]
+  assert patches == ["01-cpu-build-without-xla-ops.patch", "02-horovodrun-without-distutils.patch",
+                     "03-horovodrun-mpi-execs-mpirun.patch"]
   for name in patches:
     header = read(f"scripts/patches/horovod-0.28.1/{name}").split("\n--- a/")[0]
     assert "Written here" in header or "horovod/horovod#" in header, name
@@ -104,6 +105,7 @@ def test_horovod_patches_name_their_source_and_apply_exactly_to_the_release(tmp_
   cmake = (source / "horovod/tensorflow/CMakeLists.txt").read_text()
   assert 'if(HAVE_CUDA OR HAVE_ROCM)\n    list(APPEND TF_SOURCES "${PROJECT_SOURCE_DIR}/horovod/tensorflow/xla_mpi_ops.cc")' in cmake
   assert "distutils" not in (source / "horovod/runner/js_run.py").read_text()
+  assert "['/bin/sh', '-c', 'exec ' + mpirun_command]" in (source / "horovod/runner/mpi_run.py").read_text()
 
 
 def test_editable_install_prints_no_deprecation_warning(tmp_path):

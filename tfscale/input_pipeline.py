@@ -302,7 +302,7 @@ def batches(dataset, data_config, batch_size: int, deterministic: bool):
 
 
 def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, rank: int = 0, num_ranks: int = 1,
-                 crops: int = 1, multicrop_shorter_sides=(256 / 224, 288 / 224)):
+                 crops: int = 1, multicrop_shorter_sides=None):
   """This rank's share of a split, in order; over all ranks every record is seen exactly once.
 
   Shard files are dealt to ranks like training's (records round-robin when files < ranks), so ranks
@@ -316,7 +316,9 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
   size, fraction = data_config.image_size, data_config.eval_crop_fraction
   if crops not in (1, 12, 24):
     raise ValueError(f"crops must be 1, 12 or 24, got {crops}")
-  sides = [s * size for s in multicrop_shorter_sides]
+  if crops > 1 and not multicrop_shorter_sides:
+    raise ValueError("multi-crop needs its two shorter-side scales (config.eval.multicrop_shorter_sides)")
+  sides = [s * size for s in multicrop_shorter_sides or ()]
 
   def preprocess(serialized, shard):
     image_bytes, label = parse_record(serialized, info, shard)
