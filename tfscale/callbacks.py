@@ -26,7 +26,6 @@ class Validation:
   def __init__(self, validate):
     self.validate = validate
     self.step, self.accuracy = None, None
-    self.count = 0  # validations run (tests count them)
 
   def forget(self):
     """A new step is being trained (or, after an elastic rollback, the same step again)."""
@@ -36,7 +35,6 @@ class Validation:
     if self.step != step:
       distributed.average_variables(model.non_trainable_variables)
       self.step, self.accuracy = step, self.validate()
-      self.count += 1
     return self.accuracy
 
   def taken_at(self, step: int):

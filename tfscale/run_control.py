@@ -28,7 +28,6 @@ import time
 from tfscale import workdir as workdir_files  # json and os only
 
 EXIT_STOPPED = 75  # EX_TEMPFAIL (sysexits.h): "try again later" — rerunning the command resumes the run.
-LOCK_FILE = workdir_files.RUN_LOCK
 LAUNCHERS = ("horovodrun", "mpirun", "mpiexec", "orterun", "prterun", "srun")
 # Request codes, ordered: the allreduce keeps the largest, so every rank reports the same reason.
 REASONS = {0: None, 1: "SIGINT", 2: "SIGUSR1", 3: "SIGTERM", 4: "the launcher's exit"}
@@ -142,7 +141,7 @@ def hold_workdir(workdir: str):
   """Takes the workdir's run lock for this process's lifetime (rank 0 calls it before any work); raises
   WorkdirHeld naming the live holder. Filesystems without POSIX locks: a warning, and no exclusion."""
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, LOCK_FILE)
+  path = workdir_files.path(workdir, workdir_files.RUN_LOCK)
   handle = open(path, "a+")
   try:
     fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -93,9 +93,9 @@ flags.DEFINE_integer("threads", 0, "data.threads: tf.data private pool (0: tfsca
 
 def imagenet_like_shards(work_dir: str, images: int) -> str:
   """Generated 500×375 JPEG shards in the standard layout (converted by data_prep in a subprocess)."""
-  from data_prep import synthetic
+  from data_prep import shard_format, synthetic
   raw, shards_dir = os.path.join(work_dir, "raw"), os.path.join(work_dir, f"shards-{images}")
-  if not __import__("data_prep.shard_format").shard_format.has_manifest(shards_dir):
+  if not shard_format.has_manifest(shards_dir):
     synthetic.make_tree(raw, 10, images // 10)
     subprocess.run([sys.executable, "-m", "data_prep.imagenet1k", f"--raw_dir={raw}", f"--output_dir={shards_dir}",
                     f"--train_shards={max(8, images // 250)}", "--val_shards=1"], check=True)
