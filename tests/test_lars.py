@@ -6,7 +6,16 @@ import tfscale  # noqa: F401
 import tensorflow as tf
 import tf_keras
 
+from tfscale.config_base import base_config
 from tfscale.lars import LARS, StepTable, is_decayed
+
+
+def lars(learning_rate, **settings):
+  """LARS from config_base's optim section (as trainer.create_optimizer builds it), `settings` changed."""
+  optim = base_config().optim
+  fields = dict(momentum=optim.momentum, weight_decay=0.0, eta=optim.lars_eta, adapt=True,
+                decay_biases=optim.decay_biases, decay_batch_norm=optim.decay_batch_norm)
+  return LARS(learning_rate=learning_rate, **{**fields, **settings})
 
 
 def numpy_lars(w, v, g, lr, momentum, wd, eta, eps, decayed):
@@ -26,7 +35,7 @@ def test_matches_numpy_for_k_steps(adapt):
   bias = tf.Variable(rng.normal(size=(8,)), dtype=tf.float32, name="conv/bias")
   gamma = tf.Variable(rng.normal(size=(8,)), dtype=tf.float32, name="bn/gamma")
   lrs, wds = [0.5, 1.0, 2.0, 1.5, 0.7], [1e-4, 1e-4, 5e-4, 5e-4, 1e-3]
-  opt = LARS(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001, epsilon=1e-9, adapt=adapt)
+  opt = lars(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001, epsilon=1e-9, adapt=adapt)
   state = {v.name: (v.numpy().astype(np.float64), np.zeros(v.shape)) for v in (kernel, bias, gamma)}
   for step in range(5):
     grads = [tf.constant(rng.normal(size=v.shape), tf.float32) for v in (kernel, bias, gamma)]
@@ -35,9 +44,10 @@ def test_matches_numpy_for_k_steps(adapt):
       w, v = state[var.name]
       eta = 0.001 if adapt else None
       if adapt:
-        state[var.name] = numpy_lars(w, v, grad.numpy(), lrs[step], 0.9, wds[step], eta, 1e-9, is_decayed(var))
+        decayed = is_decayed(var, False, False)
+        state[var.name] = numpy_lars(w, v, grad.numpy(), lrs[step], 0.9, wds[step], eta, 1e-9, decayed)
       else:
-        decayed = is_decayed(var)
+        decayed = is_decayed(var, False, False)
         upd = grad.numpy() + (wds[step] * w if decayed else 0)
         v = 0.9 * v + lrs[step] * upd
         state[var.name] = (w - v, v)
@@ -49,9 +59,9 @@ def test_weight_decay_selects_kernels_and_optionally_biases_and_batch_norm():
   model = tf_keras.Sequential([tf_keras.layers.Input((8, 8, 3)), tf_keras.layers.Conv2D(4, 3, name="c"),
                                tf_keras.layers.BatchNormalization(name="bn"), tf_keras.layers.Flatten(),
                                tf_keras.layers.Dense(2, name="d")])
-  decayed = sorted(v.name for v in model.trainable_variables if is_decayed(v))
+  decayed = sorted(v.name for v in model.trainable_variables if is_decayed(v, False, False))
   assert decayed == ["c/kernel:0", "d/kernel:0"]
-  caffe = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True))
+  caffe = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True, decay_batch_norm=False))
   assert caffe == ["c/bias:0", "c/kernel:0", "d/bias:0", "d/kernel:0"]
   mkldnn = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True, decay_batch_norm=True))
   assert mkldnn == ["bn/beta:0", "bn/gamma:0", "c/bias:0", "c/kernel:0", "d/bias:0", "d/kernel:0"]
@@ -64,7 +74,7 @@ def test_decay_biases_is_caffes_sgd_update(decay_batch_norm):
   rng = np.random.default_rng(3)
   variables = [tf.Variable(rng.normal(size=shape), dtype=tf.float32, name=name)
                for name, shape in (("fc/kernel", (4, 3)), ("fc/bias", (3,)), ("bn/gamma", (3,)), ("bn/beta", (3,)))]
-  opt = LARS(0.5, momentum=0.9, weight_decay=0.01, adapt=False, decay_biases=True, decay_batch_norm=decay_batch_norm)
+  opt = lars(0.5, momentum=0.9, weight_decay=0.01, adapt=False, decay_biases=True, decay_batch_norm=decay_batch_norm)
   expected = [v.numpy().astype(np.float64) for v in variables]
   velocity = [np.zeros_like(w) for w in expected]
   for _ in range(3):
@@ -91,7 +101,7 @@ def test_momentum_reset_zeroes_the_velocity_at_its_step_and_survives_resume(tmp_
   def step(variable, optimizer, k):
     optimizer.apply_gradients([(tf.constant(grads[k]), variable)])
 
-  straight, optimizer = tf.Variable(init, name="dense/kernel"), LARS(**schedule())
+  straight, optimizer = tf.Variable(init, name="dense/kernel"), lars(**schedule())
   for k in range(3):
     step(straight, optimizer, k)
   assert np.abs(optimizer.velocities[0].numpy()).max() > 0.1  # non-zero before the reset
@@ -102,7 +112,7 @@ def test_momentum_reset_zeroes_the_velocity_at_its_step_and_survives_resume(tmp_
   np.testing.assert_allclose(optimizer.velocities[0].numpy(), fresh, rtol=1e-6, atol=1e-7)
   step(straight, optimizer, 4)
 
-  resumed, restored = tf.Variable(np.zeros_like(init), name="dense/kernel"), LARS(**schedule())
+  resumed, restored = tf.Variable(np.zeros_like(init), name="dense/kernel"), lars(**schedule())
   restored.build([resumed])
   tf.train.Checkpoint(variable=resumed, optimizer=restored).restore(path).assert_consumed()
   assert np.abs(restored.velocities[0].numpy()).max() > 0.1
@@ -115,7 +125,7 @@ def test_momentum_reset_zeroes_the_velocity_at_its_step_and_survives_resume(tmp_
 
 
 def test_config_round_trip_keeps_schedules():
-  opt = LARS(StepTable([1.0, 2.0]), weight_decay=StepTable([1e-4, 2e-4]), eta=0.01, decay_biases=True,
+  opt = lars(StepTable([1.0, 2.0]), weight_decay=StepTable([1e-4, 2e-4]), eta=0.01, decay_biases=True,
              decay_batch_norm=True)
   clone = LARS.from_config(opt.get_config())
   assert clone.eta == 0.01 and clone.decay_biases and clone.decay_batch_norm and clone.momentum == 0.9
@@ -135,14 +145,14 @@ def test_state_checkpoints_and_restores_mid_run(tmp_path):
       optimizer.apply_gradients([(tf.constant(g), variable)])
 
   straight = tf.Variable(init, name="dense/kernel")
-  run(5, straight, LARS(**schedule))
+  run(5, straight, lars(**schedule))
 
   resumed = tf.Variable(init, name="dense/kernel")
-  optimizer = LARS(**schedule)
+  optimizer = lars(**schedule)
   run(3, resumed, optimizer)
   path = tf.train.Checkpoint(variable=resumed, optimizer=optimizer).save(str(tmp_path / "ckpt"))
   restored_variable = tf.Variable(np.zeros_like(init), name="dense/kernel")
-  restored_optimizer = LARS(**schedule)
+  restored_optimizer = lars(**schedule)
   restored_optimizer.build([restored_variable])  # slots must exist for the restore to fill them
   tf.train.Checkpoint(variable=restored_variable, optimizer=restored_optimizer).restore(path).assert_consumed()
   assert int(restored_optimizer.iterations.numpy()) == 3
@@ -159,8 +169,8 @@ sys.path.insert(0, {tests!r})
 import tfscale
 import tensorflow as tf
 from tfscale import distributed
-from tfscale.lars import LARS, StepTable
-from test_lars import numpy_lars
+from tfscale.lars import StepTable
+from test_lars import lars, numpy_lars
 rank, size = distributed.rank(), distributed.size()
 rng = np.random.default_rng(7)
 init = rng.normal(size=(3, 3, 2, 4))
@@ -170,7 +180,7 @@ ends = {{}}
 for compression, tolerance in (("none", 1e-6), ("fp16", 2e-3)):
   kernel = tf.Variable(init, dtype=tf.float32, name="conv/kernel")
   optimizer = distributed.distributed_optimizer(
-      LARS(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001), compression)
+      lars(StepTable(lrs), momentum=0.9, weight_decay=StepTable(wds), eta=0.001), compression)
   w, v = init, np.zeros_like(init)
   for step in range(4):
     # The wrapper averages inside minimize() (Keras's training step); a loss linear in the kernel makes

@@ -160,7 +160,7 @@ def test_a_real_two_rank_mpirun_binds_each_rank_to_its_core():
 
 
 def test_tfscale_takes_its_threads_from_cpu_env_or_its_binding():
-  probe = ("from tfscale import distributed; import tensorflow as tf; distributed.configure_threads(); "
+  probe = ("from tfscale import distributed; import tensorflow as tf; distributed.configure_threads(0, 0); "
            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
            "tf.config.threading.get_inter_op_parallelism_threads(), distributed.cores_per_rank())")
   run = lambda prefix, extra: subprocess.run(

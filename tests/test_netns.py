@@ -43,7 +43,7 @@ import numpy as np
 import tfscale
 from tfscale import distributed
 distributed.init(sys.argv[1])
-distributed.configure_threads()
+distributed.configure_threads(0, 0)
 total = distributed.allreduce_sum(np.full([2 * 2 ** 20], float(distributed.rank() + 1)))  # 16 MiB of float64
 address = os.popen("ip -o -4 addr show eth0").read().split()[3]
 print(json.dumps({"rank": distributed.rank(), "size": distributed.size(), "local_size": distributed.local_size(),

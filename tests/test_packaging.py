@@ -89,7 +89,8 @@ def test_horovod_patches_name_their_source_and_apply_exactly_to_the_release(tmp_
   builds (downloaded from PyPI here, as install.sh does)."""
   patches = sorted(os.listdir(os.path.join(REPO, "scripts/patches/horovod-0.28.1")))
   assert patches == ["01-cpu-build-without-xla-ops.patch", "02-horovodrun-without-distutils.patch",
-                     "03-horovodrun-mpi-execs-mpirun.patch"]
+                     "03-horovodrun-mpi-execs-mpirun.patch", "04-horovodrun-tag-output-only-when-asked.patch",
+                     "05-build-checks-mute-native-output.patch"]
   for name in patches:
     header = read(f"scripts/patches/horovod-0.28.1/{name}").split("\n--- a/")[0]
     assert "Written here" in header or "horovod/horovod#" in header, name
@@ -106,6 +107,9 @@ def test_horovod_patches_name_their_source_and_apply_exactly_to_the_release(tmp_
   assert 'if(HAVE_CUDA OR HAVE_ROCM)\n    list(APPEND TF_SOURCES "${PROJECT_SOURCE_DIR}/horovod/tensorflow/xla_mpi_ops.cc")' in cmake
   assert "distutils" not in (source / "horovod/runner/js_run.py").read_text()
   assert "['/bin/sh', '-c', 'exec ' + mpirun_command]" in (source / "horovod/runner/mpi_run.py").read_text()
+  assert "    if settings.tag_output:\n" in (source / "horovod/runner/mpi_run.py").read_text()
+  assert "index=index if settings.tag_output else None" in (source / "horovod/runner/gloo_run.py").read_text()
+  assert "os.dup2(devnull, 2)" in (source / "horovod/common/util.py").read_text()
 
 
 def test_editable_install_prints_no_deprecation_warning(tmp_path):

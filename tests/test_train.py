@@ -1,6 +1,8 @@
 """The training and evaluation entry points: fail-fast errors, a real run, and a real 2-rank Horovod run."""
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -151,7 +153,7 @@ info = datasets.load({str(digits_shards)!r})
 probabilities, labels = [], None
 for s in snapshots:
   model = workdir.load_snapshot({str(single_rank_run)!r}, s)
-  batches = list(input_pipeline.eval_dataset(info, config.data, "validation", 64))
+  batches = list(input_pipeline.eval_dataset(info, config.data, "validation", 64, crops=1))
   probabilities.append(np.concatenate([tf_keras.activations.softmax(model(x, training=False)).numpy() for x, _ in batches]))
   labels = np.concatenate([y.numpy() for _, y in batches])
 def hits(p, k):
@@ -280,6 +282,46 @@ def launch_two_ranks(launch, *args, timeout=900):
   from test_resilience import ENV, launch_command
   command = launch_command(launch) if launch else launch_command("--gloo")[:-1]
   return subprocess.run([*command, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+PERSONS_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?!rank )")  # rank 0: date, time, message
+RANK_TAG = re.compile(r"^\[\d+(,\d+)?\]<std(out|err)>:")  # horovodrun's (Gloo) or Open MPI's (--tag-output)
+
+
+@pytest.mark.parametrize("launch,tag_output", [("--gloo", False), ("--mpi", False), ("--mpi", True)])
+def test_a_job_log_reads_like_a_persons_log(launch, tag_output, digits_shards, tmp_path):
+  """`horovodrun -np 2 … python -m tfscale.train`'s whole output, unedited: rank 0's lines are `date time
+  message` (a message of several lines ends its first with ':'), no absl or TensorFlow line, no rank tag
+  unless asked for with --tag-output, and nothing of rank 1's (it reports no epoch: each is listed once)."""
+  from test_resilience import ENV, launch_command
+  command = [*launch_command(launch), *(["--tag-output"] if tag_output else []), sys.executable, "-m",
+             "tfscale.train", TINY, f"--workdir={tmp_path / 'run'}", f"--config.data.dir={digits_shards}"]
+  result = subprocess.run(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stdout[-3000:]
+  lines = result.stdout.splitlines()
+  if tag_output:
+    assert lines and all(RANK_TAG.match(line) for line in lines), lines[:5]
+    lines = [RANK_TAG.sub("", line) for line in lines]
+    assert any(line.startswith("[1,0]<stderr>:") for line in result.stdout.splitlines())
+  else:
+    assert not any(RANK_TAG.match(line) for line in lines)
+  assert PERSONS_LINE.match(lines[0]) and " software: Python " in lines[0], lines[:3]
+  continues = False
+  for line in lines:
+    if PERSONS_LINE.match(line):
+      continues = line.endswith(":")
+    else:
+      assert continues, f"not a line of rank 0's log: {line!r}"
+  assert [int(m[1]) for line in lines for m in [re.search(r" epoch (\d+)/5 \[", line)] if m] == [1, 2, 3, 4, 5]
+
+
+def test_persons_log_says_which_rank_warns():
+  from tfscale.job_log import PersonsLog
+  record = lambda level: logging.LogRecord("absl", level, "trainer.py", 1, "%d shard files", (3,), None)
+  assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 3 shard files", PersonsLog(0).format(record(logging.INFO)))
+  assert re.fullmatch(r"\S+ \S+ rank 1 WARNING: 3 shard files", PersonsLog(1).format(record(logging.WARNING)))
+  assert re.fullmatch(r"\S+ \S+ ERROR: 3 shard files", PersonsLog(0).format(record(logging.ERROR)))
 
 
 @pytest.mark.parametrize("launch", ["", "tf"])

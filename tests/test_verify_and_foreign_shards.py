@@ -92,7 +92,7 @@ def test_pipeline_reads_classic_shards_with_the_offset(classic_shards):
   from tfscale import datasets, input_pipeline
   config = get_config().data
   info = datasets.load(str(classic_shards), label_offset=1, num_classes=10)
-  labels = np.concatenate([y.numpy() for _, y in input_pipeline.eval_dataset(info, config, "validation", 64)])
+  labels = np.concatenate([y.numpy() for _, y in input_pipeline.eval_dataset(info, config, "validation", 64, crops=1)])
   assert len(labels) == 359 and labels.min() == 0 and labels.max() == 9
 
 
@@ -102,7 +102,7 @@ def test_wrong_offset_fails_naming_the_shard(classic_shards):
   from configs.demo_digits import get_config
   from tfscale import datasets, input_pipeline
   info = datasets.load(str(classic_shards), label_offset=0, num_classes=10)  # labels really are 1..10
-  dataset = input_pipeline.train_dataset(info, get_config().data, 64, deterministic=True)
+  dataset = input_pipeline.train_dataset(info, get_config().data, 64, seed=0, deterministic=True)
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"is outside \[0, 10\)(.|\n)*train-0000\d-of-00004"):
     for _ in dataset.take(100):
       pass
@@ -143,9 +143,9 @@ def test_pipeline_reads_tfds_imagenet2012_layout(digits_shards, tmp_path):
   info = datasets.load(str(out))
   assert (info.record_format, info.num_classes, info.label_offset) == ("tfds", 10, 0)
   config = get_config().data
-  images, labels = next(iter(input_pipeline.train_dataset(info, config, 16, deterministic=True)))
+  images, labels = next(iter(input_pipeline.train_dataset(info, config, 16, seed=0, deterministic=True)))
   assert images.shape == (16, 32, 32, 3) and 0 <= labels.numpy().min() and labels.numpy().max() < 10
-  counted = sum(len(y) for _, y in input_pipeline.eval_dataset(info, config, "validation", 50))
+  counted = sum(len(y) for _, y in input_pipeline.eval_dataset(info, config, "validation", 50, crops=1))
   assert counted == info.split("validation").records
   with pytest.raises(datasets.DataError, match="num_classes=10, the config says 1000"):
     datasets.load(str(out), num_classes=1000)

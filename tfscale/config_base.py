@@ -39,7 +39,6 @@ def _data_section() -> ml_collections.ConfigDict:
                                            # keeps every N-th record (False: refuse to start)
   section.cache_in_memory = False     # keep this rank's serialized records in RAM after epoch 1
   section.skip_corrupt = False        # True: skip corrupt records (logged) instead of failing
-  section.synthetic = False           # True: random tensors, no I/O (benchmarks the model alone)
   return section
 
 

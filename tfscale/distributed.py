@@ -25,7 +25,7 @@ BACKENDS = ("horovod", "tf")
 _backend = None
 
 
-def init(backend: str = "horovod"):
+def init(backend: str):
   """Starts the chosen backend once (before TensorFlow executes anything); safe to call again."""
   global _backend
   if _backend is not None:
@@ -55,8 +55,8 @@ def peer_failures_as_errors():
 
 
 def _started():
-  if _backend is None:
-    init()
+  if _backend is None:  # asked before any main chose one (a tool, a test): Horovod's view of the launch
+    init(BACKENDS[0])
   return _backend
 
 
@@ -90,7 +90,7 @@ def cores_per_rank() -> int:
   return cpu_cores.cores_per_rank(local_ranks=local_size())
 
 
-def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple:
+def configure_threads(intra_op: int, inter_op: int) -> tuple:
   """Sets TF's thread pools for this rank, then lets the backend connect to its peers; returns (intra, inter).
 
   0 means: TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS if set (scripts/cpu_env.sh sets them per
@@ -136,7 +136,7 @@ def software_line(versions: dict) -> str:
 GRADIENT_COMPRESSION = ("none", "fp16")
 
 
-def distributed_optimizer(optimizer, compression: str = "none"):
+def distributed_optimizer(optimizer, compression: str):
   """An optimizer that averages gradients across ranks before applying them (one rank: as is).
   `compression` 'fp16' halves the bytes on the wire (gradients cast to float16 for the allreduce and back):
   1.8× faster allreduce over a 1 Gbit/s link, ≤ 15 % on shared memory (docs/BENCHMARKS.md, Communication).
@@ -149,7 +149,7 @@ def distributed_optimizer(optimizer, compression: str = "none"):
   return _started().distributed_optimizer(optimizer, compression)
 
 
-def mean_gradients(gradients, compression: str = "none") -> list:
+def mean_gradients(gradients, compression: str) -> list:
   """The mean over ranks of a list of gradient tensors, as the training step's optimizer reduces them
   (inside a tf.function; benchmarks time this one function)."""
   return list(gradients) if size() == 1 else _started().mean_gradients(list(gradients), compression)

@@ -2,7 +2,7 @@
 much the members disagree."""
 from absl import logging
 
-from tfscale import distributed, input_pipeline, metrics
+from tfscale import distributed, input_pipeline, job_log, metrics
 from tfscale import workdir as workdir_files
 from tfscale.datasets import DatasetInfo
 
@@ -16,6 +16,7 @@ def evaluate(workdir: str, config, info: DatasetInfo, evals: dict, snapshots: di
   """
   distributed.init(config.train.backend)  # the run's own (config.json); --config.train.backend= picks another
   distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+  job_log.use(distributed.rank())
   models = {}
   results = {}
   for name, spec in evals.items():

@@ -229,8 +229,8 @@ def _records(files, data_config, shard_records, rank, num_ranks, deterministic, 
   return records.shard(num_ranks, rank) if shard_records else records
 
 
-def train_records(info: DatasetInfo, data_config, rank: int = 0, num_ranks: int = 1, seed: int = 0,
-                  deterministic: bool = False):
+def train_records(info: DatasetInfo, data_config, rank: int = 0, num_ranks: int = 1, *, seed: int,
+                  deterministic: bool):
   """This rank's endless, shuffled stream of (serialized record, shard name)."""
   files, shard_records = files_for_rank(info.split("train").files, rank, num_ranks)
   if shard_records:
@@ -258,15 +258,14 @@ def _training_crop(data_config):
   raise ValueError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
 
 
-def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0, num_ranks: int = 1,
-                  collapse=None, start_step: int = 0, seed: int = 0, deterministic: bool = False,
-                  one_hot: bool = False):
+def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0, num_ranks: int = 1, *,
+                  seed: int, deterministic: bool, collapse=None, start_step: int = 0, one_hot: bool = False):
   """An endless stream of (images, labels) batches for this rank, `batch_size` images each.
 
   `collapse` is the plan's per-step boolean table (None: 'full' augmentation throughout); `one_hot`
   gives float one-hot labels (label smoothing needs them).
   """
-  records = train_records(info, data_config, rank, num_ranks, seed, deterministic)
+  records = train_records(info, data_config, rank, num_ranks, seed=seed, deterministic=deterministic)
   collapse_table = tf.constant(np.asarray(collapse if collapse is not None else [False], bool))
   size, method = data_config.image_size, data_config.resize_method
   crop = _training_crop(data_config)
@@ -301,8 +300,8 @@ def batches(dataset, data_config, batch_size: int, deterministic: bool):
   return dataset.with_options(_options(deterministic, pipeline_threads(data_config)))
 
 
-def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, rank: int = 0, num_ranks: int = 1,
-                 crops: int = 1, multicrop_shorter_sides=None):
+def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, rank: int = 0, num_ranks: int = 1, *,
+                 crops: int, multicrop_shorter_sides=None):
   """This rank's share of a split, in order; over all ranks every record is seen exactly once.
 
   Shard files are dealt to ranks like training's (records round-robin when files < ranks), so ranks

@@ -30,7 +30,7 @@ def is_adapted(variable) -> bool:
   return bool(_KERNEL.search(variable.name))
 
 
-def is_decayed(variable, decay_biases: bool = False, decay_batch_norm: bool = False) -> bool:
+def is_decayed(variable, decay_biases: bool, decay_batch_norm: bool) -> bool:
   """Weight decay applies to conv and dense kernels, to biases when `decay_biases`, and to BN's γ/β when
   `decay_batch_norm`."""
   return (is_adapted(variable) or (decay_biases and bool(_BIAS.search(variable.name)))
@@ -58,8 +58,10 @@ class StepTable(tf_keras.optimizers.schedules.LearningRateSchedule):
 class LARS(tf_keras.optimizers.Optimizer):
   """Layer-wise adaptive rate scaling with momentum and weight decay inside the trust ratio."""
 
-  def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0, eta=0.001, epsilon=1e-9,
-               adapt=True, decay_biases=False, decay_batch_norm=False, name="LARS", **kwargs):
+  def __init__(self, *, learning_rate, momentum, weight_decay, eta, adapt, decay_biases, decay_batch_norm,
+               epsilon=1e-9, name="LARS", **kwargs):
+    # Every hyperparameter is the config's (config_base.optim; trainer.create_optimizer passes them all);
+    # epsilon only keeps a zero-norm layer's trust ratio finite and is no setting.
     # The base class's own `weight_decay` is decoupled (AdamW-style) decay; ours is in the update rule.
     super().__init__(name=name, weight_decay=None, **kwargs)
     self._learning_rate = self._build_learning_rate(learning_rate)

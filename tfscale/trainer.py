@@ -4,7 +4,6 @@
 calls it. Every function here is a function of `config` (and the rank world that `distributed` reports).
 """
 import dataclasses
-import logging as std_logging
 from typing import List
 
 import numpy as np
@@ -15,7 +14,7 @@ from absl import logging
 from data_prep import shard_format
 
 from tfscale import callbacks, config_base, datasets, distributed, input_pipeline, metrics, plots, schedules
-from tfscale import mlperf_log, run_control
+from tfscale import job_log, mlperf_log, run_control
 from tfscale import workdir as workdir_files
 from tfscale.lars import LARS, StepTable
 from tfscale.models import create_model
@@ -55,7 +54,7 @@ def create_optimizer(config, plan: schedules.CompiledPlan):
 
 def loss_and_metrics(config):
   """Sparse labels unless label smoothing is on, which needs one-hot labels (the pipeline makes them)."""
-  if config.optim.label_smoothing:
+  if one_hot_labels(config):
     return (tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.optim.label_smoothing),
             [tf_keras.metrics.CategoricalAccuracy(name="top1"),
              tf_keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")])
@@ -64,16 +63,17 @@ def loss_and_metrics(config):
            tf_keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")])
 
 
-def create_train_data(config, info, plan, start_step):
-  """This rank's training batches: real shards, or random tensors when config.data.synthetic."""
-  one_hot = bool(config.optim.label_smoothing)
-  if config.data.synthetic:
-    return input_pipeline.synthetic_dataset(config.train.batch_per_rank, config.data.image_size, info.num_classes,
-                                            one_hot=one_hot, seed=config.seed + distributed.rank())
+def one_hot_labels(config) -> bool:
+  """Label smoothing's loss takes one-hot labels (loss_and_metrics); every other loss takes class ids."""
+  return bool(config.optim.label_smoothing)
+
+
+def create_train_data(config, info, plan, start_step: int):
+  """This rank's training batches (benchmarks time the step on them too: tfscale_tools/bench.py steal)."""
   return input_pipeline.train_dataset(
       info, config.data, config.train.batch_per_rank, distributed.rank(), distributed.size(),
       collapse=plan.collapse, start_step=start_step, seed=config.seed, deterministic=config.train.deterministic,
-      one_hot=one_hot)
+      one_hot=one_hot_labels(config))
 
 
 def build_model(config, num_classes: int):
@@ -117,11 +117,6 @@ def fit_rest_of_plan(model, config, info, plan, run_callbacks, step_end) -> dict
   return history
 
 
-def _not_checkpoint_chatter(record) -> bool:
-  """TF's checkpoint code logs an INFO line per save through absl; the epoch log is what people read."""
-  return record.levelno > std_logging.INFO or "tensorflow/python/checkpoint" not in record.pathname
-
-
 def announce(config, info, plan, workdir, intra, inter, software):
   """Rank 0: the config's differences from the base config (the whole of it is saved as config.json, with
   the software versions), the run's shape, the phase plan as a table and as plan.png."""
@@ -156,24 +151,6 @@ def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm
   return step_end, [c for c in (ramp, step_end) if c is not None]
 
 
-class PersonsLog(std_logging.Formatter):
-  """`2026-12-02 02:15:05 epoch 1/28 …`: the time and the message (absl's default adds the level letter,
-  microseconds, thread id and source line to every line of a job log); warnings and errors say so, and
-  ranks other than 0 (which print nothing else) say which rank they are."""
-
-  def __init__(self, rank: int):
-    super().__init__("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    self.rank = rank
-
-  def format(self, record):
-    text = super().format(record)
-    if record.levelno >= std_logging.WARNING:
-      date, clock, message = text.split(" ", 2)
-      who = f"rank {self.rank} " if self.rank else ""
-      text = f"{date} {clock} {who}{record.levelname}: {message}"
-    return text
-
-
 def setup_runtime(config):
   """The backend, per-rank threads, quiet non-chief ranks, stop requests (signals, a vanished launcher); must
   run before TensorFlow executes anything."""
@@ -185,10 +162,7 @@ def setup_runtime(config):
   # own there (its preemption notifier), which would swallow Slurm's and the user's stop requests.
   run_control.install_signal_handlers()
   run_control.watch_launcher()
-  logging.get_absl_logger().addFilter(_not_checkpoint_chatter)
-  logging.get_absl_handler().setFormatter(PersonsLog(distributed.rank()))
-  if not distributed.is_chief():
-    logging.set_verbosity(logging.WARNING)
+  job_log.use(distributed.rank())
   return intra, inter
 
 
@@ -264,7 +238,7 @@ def train_and_evaluate(config, workdir: str, extra_callbacks=()) -> TrainResult:
   def fit_on_this_world(extra_callbacks=()):
     """The rest of the plan from the optimizer's step, with input built for the current ranks."""
     current["val"] = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
-                                                 distributed.rank(), distributed.size())
+                                                 distributed.rank(), distributed.size(), crops=1)  # center crops
     return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks), step_end)
 
   try:

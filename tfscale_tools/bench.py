@@ -7,17 +7,21 @@ r"""Benchmarks, each side by side with its baseline in the same invocation (resu
       ResNet-50 training step time on those real shards beside the same step on synthetic input: what
       the input pipeline takes from the model when both share the node's cores.
   python -m tfscale_tools.bench model [--models=resnet50,wrn50_2 --batches=32,64 --dtypes=float32,mixed_bfloat16 --rounds=3]
-      images/s and achieved GFLOP/s of tfscale's full training step (its model, LARS, the Horovod wrapper
-      with one rank) on synthetic input, beside a bare tf_keras.applications.ResNet50 `fit` and the
-      matrix-multiply ceiling measured in the same run.
+      images/s and achieved GFLOP/s of tfscale's training step on synthetic input, beside a bare
+      tf_keras.applications.ResNet50 `fit` and the matrix-multiply ceiling measured in the same run.
   python -m tfscale_tools.bench knobs [--knobs=…] [--models=resnet50 --batches=32 --dtypes=float32 --rounds=2]
-      tfscale's training step under each CPU knob (threads, XLA, oneDNN fpmath/off, optimizer, Horovod
-      wrapper, allocators, steps per call, fused LARS, grappler bf16, batch 64, 2 ranks × 32) against the
-      default, each setting in its own child process, rounds alternating.
+      tfscale's training step under each CPU knob (threads, XLA, oneDNN fpmath/off, momentum SGD,
+      allocators, steps per call, grappler bf16, batch 64, 2 ranks × 32) against the default, each setting
+      in its own child process, rounds alternating.
   horovodrun -np 2 -H localhost:2 python -m tfscale_tools.bench stopcheck [--models=resnet50 --batches=32 --steps=6]
       what the agreed-stop check (one allreduce of one number per step) costs against the training step.
   python -m tfscale_tools.bench comm | comm_worker
       allreduce bandwidth and weak-scaling efficiency (tfscale_tools/bench_comm.py).
+
+"tfscale's training step" is the trainer's own: `trainer.compile_model` builds and compiles it for the
+--config recipe (default configs/resnet50_i1k_lars.py: its optimizer, loss and metrics; at one rank no
+Horovod wrapper, as tfscale.train) with --models, --dtypes and --batches as its model, dtype and per-rank
+batch; `--config.optim.name=sgd` and other overrides change it as they would a training run.
 """
 import os
 import statistics
@@ -26,6 +30,7 @@ import sys
 import time
 
 from absl import app, flags
+from ml_collections import config_flags
 
 import tfscale  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
@@ -33,6 +38,9 @@ import tf_keras
 from tfscale_tools import bench_comm
 
 FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+config_flags.DEFINE_config_file("config", os.path.join(REPO, "configs", "resnet50_i1k_lars.py"),
+                                "The recipe whose training step `steal`, `model`, `knobs` and `stopcheck` time.")
 flags.DEFINE_string("work_dir", "/tmp/tfscale-bench", "Generated JPEGs and shards (kept for reuse).")
 flags.DEFINE_integer("images", 3000, "Generated training images (500×375 JPEGs, ≈110 KB).")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds of contender and baseline.")
@@ -43,40 +51,33 @@ flags.DEFINE_integer("warmup_steps", 3, "Untimed steps that trace the model befo
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Model dtype policies for `steal` and `model`.")
 flags.DEFINE_list("models", ["resnet50", "wrn50_2"], "tfscale models for `model`.")
 flags.DEFINE_list("batches", ["32", "64"], "Batch sizes for `model`.")
-flags.DEFINE_integer("num_classes", 1000, "Classifier width for `model` (21841 for the ImageNet-22K head).")
 flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline (0: its pool size).")
 flags.DEFINE_bool("bare", True, "`model`: also time the bare tf_keras ResNet50 (off in `knobs` children).")
-flags.DEFINE_enum("optimizer", "lars", ["lars", "lars-fused", "sgd"], "`model`: tfscale's LARS, the fused LARS "
-                  "attempt (bench_lars_fused.py), or tf_keras momentum SGD.")
-flags.DEFINE_bool("horovod_wrapper", True, "`model`: wrap the optimizer in hvd.DistributedOptimizer (1 rank).")
-flags.DEFINE_bool("jit_compile", False, "`model`: compile the training step with XLA.")
+flags.DEFINE_bool("jit_compile", False, "`model`: compile the training step with XLA (no trainer setting: "
+                  "the trainer's model and optimizer, recompiled).")
 flags.DEFINE_integer("intra_op_threads", 0, "`model`: TF intra-op threads (0: tfscale's default, the cores).")
 flags.DEFINE_integer("inter_op_threads", 0, "`model`: TF inter-op threads (0: tfscale's default).")
 flags.DEFINE_bool("gemm_ceiling", True, "`model`: measure the matmul ceiling first (off in weak-scaling children).")
-flags.DEFINE_integer("steps_per_execution", 1, "`model`: training steps per tf.function call (Keras compile).")
-flags.DEFINE_enum("gradient_compression", "none", ["none", "fp16"], "`model`: the Horovod wrapper's wire dtype "
-                  "(train.gradient_compression).")
+flags.DEFINE_integer("steps_per_execution", 1, "`model`: training steps per tf.function call (Keras compile; "
+                     "no trainer setting, as --jit_compile).")
+flags.DEFINE_enum("gradient_compression", "none", ["none", "fp16"], "`model` over several ranks: the gradients' "
+                  "wire dtype (sets train.gradient_compression).")
 flags.DEFINE_bool("grappler_bf16", False, "`model`: mixed_bfloat16 rows by grappler's oneDNN auto-mixed-precision "
                   "on the fp32 model instead of the Keras policy.")
 LIB = "/usr/lib/x86_64-linux-gnu"
 # CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
 KNOBS = {
-    "default": ("tfscale's defaults (intra-op = cores, inter-op 2, LARS, Horovod wrapper)", [], {}),
+    "default": ("tfscale's defaults (intra-op = cores, inter-op 2; the recipe's LARS, no wrapper at 1 rank)", [], {}),
     "intra1": ("intra-op threads 1", ["--intra_op_threads=1"], {}),
     "inter1": ("inter-op threads 1", ["--inter_op_threads=1"], {}),
     "xla": ("XLA: model.compile(jit_compile=True)", ["--jit_compile"], {}),
-    "xla-no-wrapper": ("XLA without the Horovod wrapper (its allreduce has no XLA kernel)",
-                       ["--jit_compile", "--nohorovod_wrapper"], {}),
     "fpmath-bf16": ("ONEDNN_DEFAULT_FPMATH_MODE=BF16", [], {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"}),
     "onednn-off": ("TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels)", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
-    "sgd": ("tf_keras momentum SGD instead of LARS", ["--optimizer=sgd"], {}),
-    "no-wrapper": ("no hvd.DistributedOptimizer wrapper", ["--nohorovod_wrapper"], {}),
+    "sgd": ("tfscale's momentum SGD (optim.name=sgd: LARS's update unadapted)", ["--config.optim.name=sgd"], {}),
     "jemalloc": ("jemalloc (Debian libjemalloc2, LD_PRELOAD)", [], {"LD_PRELOAD": f"{LIB}/libjemalloc.so.2"}),
     "tcmalloc": ("tcmalloc (Debian libtcmalloc-minimal4, LD_PRELOAD)", [],
                  {"LD_PRELOAD": f"{LIB}/libtcmalloc_minimal.so.4"}),
     "spe4": ("4 steps per tf.function call (steps_per_execution=4)", ["--steps_per_execution=4"], {}),
-    "lars-fused": ("LARS with the step's scalars looked up once and one ApplyMomentum kernel per variable",
-                   ["--optimizer=lars-fused"], {}),
     "grappler-bf16": ("bf16 by grappler's oneDNN auto-mixed-precision rewrite instead of the Keras policy",
                       ["--grappler_bf16"], {}),
     "2x32": ("2 ranks × batch 32, 1 core each (horovodrun; node images/s): the other side of b64 at equal "
@@ -103,9 +104,9 @@ def imagenet_like_shards(work_dir: str, images: int) -> str:
 
 
 def _imagenet_data_config(data_dir, **overrides):
-  """config_base's ImageNet data section (scale 0.08–1, aspect 3/4–4/3, flips, 224²) on these shards."""
-  from tfscale.config_base import base_config
-  data = base_config().data
+  """The --config recipe's data section (the default's: scale 0.08–1, aspect 3/4–4/3, flips, 224²) on these
+  shards."""
+  data = FLAGS.config.data.copy_and_resolve_references()
   data.update(dict(dir=data_dir, shuffle_buffer=1024, interleave_files=4, threads=FLAGS.threads,
                    map_parallelism=FLAGS.map_parallelism, **overrides))
   return data
@@ -138,7 +139,7 @@ def naive_train_dataset(info, data_config, batch_size: int, seed: int):
     image = tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bilinear")
     return tf.image.stateless_random_flip_left_right(input_pipeline.to_uint8(image), flip_seed), label
 
-  records = input_pipeline.train_records(info, data_config, seed=seed).enumerate()
+  records = input_pipeline.train_records(info, data_config, seed=seed, deterministic=False).enumerate()
   return input_pipeline.batches(records.map(preprocess, num_parallel_calls=input_pipeline.pipeline_threads(data_config)),
                                 data_config, batch_size, False)
 
@@ -154,7 +155,7 @@ def bench_pipeline():
     for name in (list(results) if round_ % 2 == 0 else list(results)[::-1]):
       config, naive = configs[name]
       dataset = (naive_train_dataset(info, config, FLAGS.batch, round_) if naive else
-                 input_pipeline.train_dataset(info, config, FLAGS.batch, seed=round_))
+                 input_pipeline.train_dataset(info, config, FLAGS.batch, seed=round_, deterministic=False))
       iterator = iter(dataset)
       next(iterator)  # first batch: thread start-up and shuffle-buffer fill
       wall, cpu = time.perf_counter(), time.process_time()
@@ -198,22 +199,19 @@ def _timed_fit(model, dataset, steps) -> tuple:
 
 
 def bench_steal():
-  from tfscale import datasets, input_pipeline
-  from tfscale.lars import LARS, StepTable
-  from tfscale.config_base import model_config
-  from tfscale.models import create_model
-
+  from tfscale import datasets, distributed, trainer
+  distributed.init(FLAGS.backend)
+  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
   info = datasets.load(imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
-  config = _imagenet_data_config(info.data_dir)
   table = []
   for dtype in FLAGS.dtypes:
     tf_keras.backend.clear_session()
-    tf_keras.mixed_precision.set_global_policy(dtype)
-    model = create_model(model_config(name="resnet50"), info.num_classes, 224)
-    model.compile(optimizer=LARS(StepTable([0.1]), weight_decay=StepTable([5e-5])),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    inputs = {"synthetic (baseline)": input_pipeline.synthetic_dataset(FLAGS.steal_batch, 224, info.num_classes),
-              "real shards": input_pipeline.train_dataset(info, config, FLAGS.steal_batch)}
+    config = step_config(FLAGS.config.model.name, FLAGS.steal_batch, dtype)
+    config.data = _imagenet_data_config(info.data_dir, num_classes=info.num_classes)
+    model, plan = tfscale_step(config, info.split("train").records)
+    # The same step on the trainer's own input (tfscale.train's batches) and on random tensors.
+    inputs = {"synthetic (baseline)": synthetic_input(config),
+              "real shards": trainer.create_train_data(config, info, plan, start_step=0)}
     model.fit(inputs["synthetic (baseline)"], steps_per_epoch=FLAGS.warmup_steps, epochs=1, verbose=0)  # tracing
     seconds = {name: [] for name in inputs}
     for round_ in range(FLAGS.rounds):
@@ -229,8 +227,8 @@ def bench_steal():
     paired = [s / r for s, r in zip(seconds["synthetic (baseline)"], seconds["real shards"])]
     table.append((dtype, FLAGS.steal_batch / synthetic, FLAGS.steal_batch / real, synthetic / real,
                   statistics.median(paired), paired))
-  print(f"\nResNet-50 training step (LARS), batch {FLAGS.steal_batch}, 224², median of {FLAGS.rounds} rounds × "
-        f"{FLAGS.steps} steps, {os.cpu_count()} cores\n")
+  print(f"\n{FLAGS.config.model.name} training step ({FLAGS.config.optim.name}), batch {FLAGS.steal_batch}, "
+        f"{FLAGS.config.data.image_size}², median of {FLAGS.rounds} rounds × {FLAGS.steps} steps, {os.cpu_count()} cores\n")
   print("| dtype | synthetic images/s | real-shard images/s | ratio of medians | median of per-round ratios "
         "| per-round real ÷ synthetic |\n|---|---:|---:|---:|---:|---|")
   for dtype, syn, real, ratio, paired_median, paired in table:
@@ -269,40 +267,54 @@ def gemm_ceiling(dtype, n=2048, repeats=10, trials=5) -> float:
   return best
 
 
-def _tfscale_model(name, batch):
-  """(model, dataset): tfscale's model with the flags' optimizer and compile knobs, on synthetic input."""
-  from tfscale import input_pipeline
-  from tfscale.lars import LARS, StepTable
-  from tfscale.config_base import model_config
-  from tfscale.models import create_model
-  model = create_model(model_config(name=name), FLAGS.num_classes, 224)
-  if FLAGS.optimizer == "lars":
-    optimizer = LARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
-  elif FLAGS.optimizer == "lars-fused":
-    from tfscale_tools.bench_lars_fused import FusedLARS
-    optimizer = FusedLARS(StepTable([0.1]), weight_decay=StepTable([5e-5]))
-  else:
-    optimizer = tf_keras.optimizers.SGD(0.1, momentum=0.9)
-  from tfscale import distributed
-  if FLAGS.backend == "tf":  # what the trainer builds: the tf backend's optimizer over several ranks
-    optimizer = distributed.distributed_optimizer(optimizer, FLAGS.gradient_compression)
-  elif FLAGS.horovod_wrapper:  # with one rank the library does not wrap; the wrapper's cost is what is timed
-    import horovod.tensorflow.keras as hvd_keras
-    compression = {"none": hvd_keras.Compression.none, "fp16": hvd_keras.Compression.fp16}
-    optimizer = hvd_keras.DistributedOptimizer(optimizer, compression=compression[FLAGS.gradient_compression])
-  model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=FLAGS.jit_compile, steps_per_execution=FLAGS.steps_per_execution)
-  return model, input_pipeline.synthetic_dataset(batch, 224, FLAGS.num_classes)
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1K's training set: the plan's length, not the step's cost
+
+
+def step_config(model_name: str, batch: int, dtype: str):
+  """The --config recipe with this model, per-rank batch and dtype, and the flags' backend and wire."""
+  config = FLAGS.config.copy_and_resolve_references()
+  if config.data.num_classes is None:  # the recipe reads it from its dataset's manifest; there is none here
+    raise app.UsageError("the recipe leaves data.num_classes to its dataset: give --config.data.num_classes=N")
+  config.model.name, config.model.dtype, config.train.batch_per_rank = model_name, dtype, batch
+  config.train.backend, config.train.gradient_compression = FLAGS.backend, FLAGS.gradient_compression
+  return config
+
+
+def tfscale_step(config, train_images: int = IMAGENET_TRAIN_IMAGES) -> tuple:
+  """(model, plan): the training step tfscale.train runs for `config`, built and compiled by the trainer's
+  own trainer.compile_model. XLA and several steps per call have no trainer setting (measured slower or
+  level, docs/BENCHMARKS.md): their flags recompile that same model and optimizer, same loss and metrics."""
+  from tfscale import trainer
+  plan = trainer.create_plan(config, train_images)
+  model, optimizer, _ = trainer.compile_model(config, plan, config.data.num_classes)
+  if FLAGS.jit_compile or FLAGS.steps_per_execution != 1:
+    loss, metrics = trainer.loss_and_metrics(config)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=FLAGS.jit_compile,
+                  steps_per_execution=FLAGS.steps_per_execution)
+  return model, plan
+
+
+def synthetic_input(config):
+  """Random uint8 images and labels in the shape and label form (sparse or one-hot) `config` trains on."""
+  from tfscale import input_pipeline, trainer
+  return input_pipeline.synthetic_dataset(config.train.batch_per_rank, config.data.image_size,
+                                          config.data.num_classes, one_hot=trainer.one_hot_labels(config))
+
+
+def tfscale_model(name: str, batch: int, dtype: str) -> tuple:
+  """(model, dataset): the trainer's step for the recipe with this model, batch and dtype, synthetic input."""
+  config = step_config(name, batch, dtype)
+  return tfscale_step(config)[0], synthetic_input(config)
 
 
 def _bare_resnet50(batch):
   """(model, dataset): tf_keras.applications.ResNet50 as its users write it (float input, SGD)."""
   import tensorflow as tf
-  bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.num_classes)
+  bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.config.data.num_classes)
   bare.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=False))
   images = tf.random.uniform([batch, 224, 224, 3], maxval=255.0)
-  labels = tf.random.uniform([batch], maxval=FLAGS.num_classes, dtype=tf.int32)
+  labels = tf.random.uniform([batch], maxval=FLAGS.config.data.num_classes, dtype=tf.int32)
   return bare, tf.data.Dataset.from_tensors((images, labels)).repeat()
 
 
@@ -328,10 +340,11 @@ def bench_model():
       # cast and op placement) instead of the Keras policy's per-layer casts.
       grappler = FLAGS.grappler_bf16 and dtype == "mixed_bfloat16"
       tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": grappler})
-      tf_keras.mixed_precision.set_global_policy("float32" if grappler else dtype)
+      policy = "float32" if grappler else dtype
+      tf_keras.mixed_precision.set_global_policy(policy)  # the bare model's (the trainer sets tfscale's)
       # Every contender is built once and timed once per round, the order alternating between rounds.
       contenders = {BARE: _bare_resnet50(batch)} if FLAGS.bare else {}
-      contenders.update({name: _tfscale_model(name, batch) for name in FLAGS.models})
+      contenders.update({name: tfscale_model(name, batch, policy) for name in FLAGS.models})
       rates = {name: [] for name in contenders}
       for round_ in range(FLAGS.rounds):
         for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):
@@ -353,7 +366,7 @@ def bench_model():
                      "ranks": distributed.size()})
   if not distributed.is_chief():
     return
-  print(f"\nsynthetic 224² uint8 input, {FLAGS.num_classes} classes, median of {FLAGS.rounds} round(s) of "
+  print(f"\nsynthetic {FLAGS.config.data.image_size}² uint8 input, {FLAGS.config.data.num_classes} classes, median of {FLAGS.rounds} round(s) of "
         f"{FLAGS.steps} timed steps after one; × bare = median of per-round ratios; {os.cpu_count()} cores; GEMM "
         f"ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s (2048² matmul, same "
         f"run); GFLOP/s = 3 × forward FLOPs × images/s; {distributed.size()} rank(s), images/s per rank\n")
@@ -388,11 +401,10 @@ def bench_stopcheck():
   """The agreed-stop check (callbacks.AgreedStop: one allreduce of one number per step) against the
   ResNet-50 training step it rides on, in the same run; under horovodrun with several ranks."""
   from tfscale import distributed
-  distributed.init()
+  distributed.init(FLAGS.backend)
   distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
-  tf_keras.mixed_precision.set_global_policy(FLAGS.dtypes[0])
   batch = int(FLAGS.batches[0])
-  model, dataset = _tfscale_model(FLAGS.models[0], batch)
+  model, dataset = tfscale_model(FLAGS.models[0], batch, FLAGS.dtypes[0])
   check = _TimedStopCheck()
   clock = _StepClock()
   model.fit(dataset, steps_per_epoch=FLAGS.steps + 1, epochs=1, verbose=0, callbacks=[clock, check])
@@ -417,9 +429,12 @@ def bench_knobs():
   if missing:
     raise app.UsageError(f"not installed: {', '.join(missing)} (scripts/install.sh installs them)")
   knobs = ["default"] + [k for k in FLAGS.knobs if k != "default"]
-  common = [f"--models={','.join(FLAGS.models)}", f"--batches={','.join(FLAGS.batches)}",
-            f"--dtypes={','.join(FLAGS.dtypes)}", f"--steps={FLAGS.steps}", f"--num_classes={FLAGS.num_classes}",
-            "--nobare", "--rounds=1", "--nogemm_ceiling"]
+  # Every child times the same recipe, with the overrides this command was given.
+  recipe = [f"--config={config_flags.get_config_filename(FLAGS['config'])}",
+            *(arg for arg in sys.argv[1:] if arg.startswith("--config."))]
+  common = [*recipe, f"--models={','.join(FLAGS.models)}", f"--batches={','.join(FLAGS.batches)}",
+            f"--dtypes={','.join(FLAGS.dtypes)}", f"--steps={FLAGS.steps}", "--nobare", "--rounds=1",
+            "--nogemm_ceiling"]
   rates = {knob: [] for knob in knobs}
   for round_ in range(FLAGS.rounds):
     for knob in (knobs if round_ % 2 == 0 else knobs[::-1]):

@@ -129,7 +129,7 @@ def comm_worker():
   """One allreduce measurement under whatever launcher started this process, on --backend; rank 0 reports."""
   from tfscale import distributed
   distributed.init(FLAGS.backend)
-  distributed.configure_threads()
+  distributed.configure_threads(0, 0)
   shapes = gradient_shapes("resnet50")
   result = measure_allreduce(shapes, FLAGS.comm_repeats, FLAGS.comm_sizes)
   versions = distributed.software()

@@ -3,8 +3,8 @@ r"""Where tfscale's training step spends its time: the TensorFlow profiler's op 
   python -m tfscale_tools.profile_step [--models=resnet50 --batches=32 --dtypes=float32,mixed_bfloat16 --steps=4]
                                        [--input=synthetic|shards]
 
-For each dtype: tfscale's model, LARS and (with --horovod_wrapper) Horovod's optimizer wrapper on synthetic
-input or the real input pipeline, a few untimed steps, then --steps steps under `tf.profiler.experimental`.
+For each dtype: the trainer's training step (trainer.compile_model for bench's --config recipe: its model,
+optimizer, loss and metrics; no Horovod wrapper at one rank) on synthetic input or the real input pipeline, a few untimed steps, then --steps steps under `tf.profiler.experimental`.
 The host plane of the trace (xplane.pb) holds an event per executed op kernel, named "<op name>:<op type>"
 (and tf.data's nested stage spans, "Iterator::…", which are skipped); their durations are summed per
 bucket: convolution/matmul, batch norm, elementwise, layout and casts, pooling, the optimizer update (ops
@@ -121,12 +121,12 @@ def profile(model_name: str, batch: int, dtype: str) -> tuple:
   import tensorflow as tf
   from tfscale_tools import bench
   tf_keras.backend.clear_session()
-  tf_keras.mixed_precision.set_global_policy(dtype)
-  model, dataset = bench._tfscale_model(model_name, batch)
+  model, dataset = bench.tfscale_model(model_name, batch, dtype)
   if FLAGS.input == "shards":
     from tfscale import datasets, input_pipeline
     info = datasets.load(bench.imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
-    dataset = input_pipeline.train_dataset(info, bench._imagenet_data_config(info.data_dir), batch)
+    dataset = input_pipeline.train_dataset(info, bench._imagenet_data_config(info.data_dir), batch, seed=0,
+                                           deterministic=False)
   logdir = tempfile.mkdtemp(prefix="tfscale-profile-")
   window = ProfileAfter(3, logdir)  # one fit, one iterator: the pipeline is warm when profiling starts
   model.fit(dataset, steps_per_epoch=3 + FLAGS.steps, epochs=1, verbose=0, callbacks=[window])
@@ -140,7 +140,7 @@ def main(argv):
   del argv
   tfscale.quiet_tensorflow_import()
   from tfscale import distributed
-  distributed.init()
+  distributed.init(FLAGS.backend)
   distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
   names = [b for b, _ in BUCKETS[2:]] + ["optimizer update", BUCKETS[0][0], BUCKETS[1][0],
                                           "other (host, variables, control)"]
@@ -152,7 +152,7 @@ def main(argv):
       print("largest 'other' op types:", OTHER.most_common(8), file=sys.stderr)
       OTHER.clear()
   print(f"\n{FLAGS.models[0]}, {FLAGS.steps} profiled steps after 3, {FLAGS.input} input, "
-        f"{'with' if FLAGS.horovod_wrapper else 'without'} the Horovod wrapper, {os.cpu_count()} cores; "
+        f"{FLAGS.config.optim.name}, {os.cpu_count()} cores; "
         "seconds of op time per step (share of all op time)\n")
   columns = list(results)
   print("| bucket | " + " | ".join(f"{d} b{b}" for d, b in columns) + " |\n|---|" + "---:|" * len(columns))
