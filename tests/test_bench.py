@@ -13,17 +13,17 @@ STEP_SCRIPT = r'''
 import sys
 import tfscale
 from absl import flags
-from tfscale import distributed, trainer
+from tfscale import trainer
 from tfscale_tools import bench
 
 flags.FLAGS(["bench", *sys.argv[1:]])
-distributed.init(flags.FLAGS.backend)
+bench.start_runtime(flags.FLAGS.config)
 calls = []
 compile_model = trainer.compile_model
 trainer.compile_model = lambda *args: calls.append(args) or compile_model(*args)
 model, dataset = bench.tfscale_model("resnet_cifar8", 8, "float32")
 config = bench.step_config("resnet_cifar8", 8, "float32")
-plan = trainer.create_plan(config, bench.IMAGENET_TRAIN_IMAGES)
+plan = trainer.create_plan(config, bench.PLAN_STEPS_PER_EPOCH * trainer.global_batch_size(config))
 built = trainer.create_optimizer(config, plan).get_config()
 used = model.optimizer.get_config()
 assert len(calls) == 1 and calls[0][0] == config, calls
@@ -38,9 +38,9 @@ print("adapt", model.optimizer.adapt, "steps", int(model.optimizer.iterations.nu
 
 def test_bench_step_is_the_trainers_compiled_step_and_takes_config_overrides():
   for override, adapt in (("--config.optim.name=lars", True), ("--config.optim.name=sgd", False)):
-    out = subprocess.run([sys.executable, "-c", STEP_SCRIPT, *TINY, override], cwd=REPO, check=True,
-                         capture_output=True, text=True, timeout=300).stdout
-    assert f"adapt {adapt} steps 2" in out
+    run = subprocess.run([sys.executable, "-c", STEP_SCRIPT, *TINY, override], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and f"adapt {adapt} steps 2" in run.stdout, run.stderr[-3000:]
 
 
 def test_bench_model_and_knobs_run_the_recipe_they_are_given(tmp_path):

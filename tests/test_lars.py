@@ -42,12 +42,10 @@ def test_matches_numpy_for_k_steps(adapt):
     opt.apply_gradients(zip(grads, (kernel, bias, gamma)))
     for var, grad in zip((kernel, bias, gamma), grads):
       w, v = state[var.name]
-      eta = 0.001 if adapt else None
+      decayed = is_decayed(var, decay_biases=False, decay_batch_norm=False)
       if adapt:
-        decayed = is_decayed(var, False, False)
-        state[var.name] = numpy_lars(w, v, grad.numpy(), lrs[step], 0.9, wds[step], eta, 1e-9, decayed)
+        state[var.name] = numpy_lars(w, v, grad.numpy(), lrs[step], 0.9, wds[step], 0.001, 1e-9, decayed)
       else:
-        decayed = is_decayed(var, False, False)
         upd = grad.numpy() + (wds[step] * w if decayed else 0)
         v = 0.9 * v + lrs[step] * upd
         state[var.name] = (w - v, v)
@@ -59,7 +57,7 @@ def test_weight_decay_selects_kernels_and_optionally_biases_and_batch_norm():
   model = tf_keras.Sequential([tf_keras.layers.Input((8, 8, 3)), tf_keras.layers.Conv2D(4, 3, name="c"),
                                tf_keras.layers.BatchNormalization(name="bn"), tf_keras.layers.Flatten(),
                                tf_keras.layers.Dense(2, name="d")])
-  decayed = sorted(v.name for v in model.trainable_variables if is_decayed(v, False, False))
+  decayed = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=False, decay_batch_norm=False))
   assert decayed == ["c/kernel:0", "d/kernel:0"]
   caffe = sorted(v.name for v in model.trainable_variables if is_decayed(v, decay_biases=True, decay_batch_norm=False))
   assert caffe == ["c/bias:0", "c/kernel:0", "d/bias:0", "d/kernel:0"]

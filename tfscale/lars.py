@@ -30,7 +30,7 @@ def is_adapted(variable) -> bool:
   return bool(_KERNEL.search(variable.name))
 
 
-def is_decayed(variable, decay_biases: bool, decay_batch_norm: bool) -> bool:
+def is_decayed(variable, *, decay_biases: bool, decay_batch_norm: bool) -> bool:
   """Weight decay applies to conv and dense kernels, to biases when `decay_biases`, and to BN's γ/β when
   `decay_batch_norm`."""
   return (is_adapted(variable) or (decay_biases and bool(_BIAS.search(variable.name)))
@@ -78,7 +78,7 @@ class LARS(tf_keras.optimizers.Optimizer):
     if getattr(self, "_built", False):
       return
     self.velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
-    self._decayed = [is_decayed(v, self.decay_biases, self.decay_batch_norm) for v in var_list]
+    self._decayed = [is_decayed(v, decay_biases=self.decay_biases, decay_batch_norm=self.decay_batch_norm) for v in var_list]
     self._adapted = [self.adapt and is_adapted(v) for v in var_list]
     self._built = True
 

@@ -238,7 +238,7 @@ def train_and_evaluate(config, workdir: str, extra_callbacks=()) -> TrainResult:
   def fit_on_this_world(extra_callbacks=()):
     """The rest of the plan from the optimizer's step, with input built for the current ranks."""
     current["val"] = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
-                                                 distributed.rank(), distributed.size(), crops=1)  # center crops
+                                                 distributed.rank(), distributed.size(), crops=1)  # one view: multi-crop is evaluate's
     return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks), step_end)
 
   try:

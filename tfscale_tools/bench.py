@@ -40,7 +40,9 @@ from tfscale_tools import bench_comm
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file("config", os.path.join(REPO, "configs", "resnet50_i1k_lars.py"),
-                                "The recipe whose training step `steal`, `model`, `knobs` and `stopcheck` time.")
+                                "The recipe whose training step `steal`, `model`, `knobs` and `stopcheck` time "
+                                "(its train.backend, threads and wire too: --config.train.intra_op_threads=1 …).",
+                                lock_config=True)
 flags.DEFINE_string("work_dir", "/tmp/tfscale-bench", "Generated JPEGs and shards (kept for reuse).")
 flags.DEFINE_integer("images", 3000, "Generated training images (500×375 JPEGs, ≈110 KB).")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds of contender and baseline.")
@@ -55,21 +57,17 @@ flags.DEFINE_integer("map_parallelism", 0, "data.map_parallelism of the pipeline
 flags.DEFINE_bool("bare", True, "`model`: also time the bare tf_keras ResNet50 (off in `knobs` children).")
 flags.DEFINE_bool("jit_compile", False, "`model`: compile the training step with XLA (no trainer setting: "
                   "the trainer's model and optimizer, recompiled).")
-flags.DEFINE_integer("intra_op_threads", 0, "`model`: TF intra-op threads (0: tfscale's default, the cores).")
-flags.DEFINE_integer("inter_op_threads", 0, "`model`: TF inter-op threads (0: tfscale's default).")
 flags.DEFINE_bool("gemm_ceiling", True, "`model`: measure the matmul ceiling first (off in weak-scaling children).")
 flags.DEFINE_integer("steps_per_execution", 1, "`model`: training steps per tf.function call (Keras compile; "
                      "no trainer setting, as --jit_compile).")
-flags.DEFINE_enum("gradient_compression", "none", ["none", "fp16"], "`model` over several ranks: the gradients' "
-                  "wire dtype (sets train.gradient_compression).")
 flags.DEFINE_bool("grappler_bf16", False, "`model`: mixed_bfloat16 rows by grappler's oneDNN auto-mixed-precision "
                   "on the fp32 model instead of the Keras policy.")
 LIB = "/usr/lib/x86_64-linux-gnu"
 # CPU knobs for `knobs`: name → (what it is, flags of the `model` child, environment of the child).
 KNOBS = {
     "default": ("tfscale's defaults (intra-op = cores, inter-op 2; the recipe's LARS, no wrapper at 1 rank)", [], {}),
-    "intra1": ("intra-op threads 1", ["--intra_op_threads=1"], {}),
-    "inter1": ("inter-op threads 1", ["--inter_op_threads=1"], {}),
+    "intra1": ("intra-op threads 1", ["--config.train.intra_op_threads=1"], {}),
+    "inter1": ("inter-op threads 1", ["--config.train.inter_op_threads=1"], {}),
     "xla": ("XLA: model.compile(jit_compile=True)", ["--jit_compile"], {}),
     "fpmath-bf16": ("ONEDNN_DEFAULT_FPMATH_MODE=BF16", [], {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"}),
     "onednn-off": ("TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels)", [], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
@@ -81,7 +79,7 @@ KNOBS = {
     "grappler-bf16": ("bf16 by grappler's oneDNN auto-mixed-precision rewrite instead of the Keras policy",
                       ["--grappler_bf16"], {}),
     "2x32": ("2 ranks × batch 32, 1 core each (horovodrun; node images/s): the other side of b64 at equal "
-             "global batch", ["--batches=32", "--intra_op_threads=1"], {}),
+             "global batch", ["--batches=32", "--config.train.intra_op_threads=1"], {}),
     "b64": ("per-rank batch 64 instead of 32 (same images per node-step when 2 ranks × 32 become 1 × 64)",
             ["--batches=64"], {}),
 }
@@ -200,15 +198,12 @@ def _timed_fit(model, dataset, steps) -> tuple:
 
 def bench_steal():
   from tfscale import datasets, distributed, trainer
-  distributed.init(FLAGS.backend)
-  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  start_runtime(FLAGS.config)
   info = datasets.load(imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
   table = []
   for dtype in FLAGS.dtypes:
     tf_keras.backend.clear_session()
-    config = step_config(FLAGS.config.model.name, FLAGS.steal_batch, dtype)
-    config.data = _imagenet_data_config(info.data_dir, num_classes=info.num_classes)
-    model, plan = tfscale_step(config, info.split("train").records)
+    model, config, plan = shards_step(FLAGS.config.model.name, FLAGS.steal_batch, dtype, info)
     # The same step on the trainer's own input (tfscale.train's batches) and on random tensors.
     inputs = {"synthetic (baseline)": synthetic_input(config),
               "real shards": trainer.create_train_data(config, info, plan, start_step=0)}
@@ -228,7 +223,8 @@ def bench_steal():
     table.append((dtype, FLAGS.steal_batch / synthetic, FLAGS.steal_batch / real, synthetic / real,
                   statistics.median(paired), paired))
   print(f"\n{FLAGS.config.model.name} training step ({FLAGS.config.optim.name}), batch {FLAGS.steal_batch}, "
-        f"{FLAGS.config.data.image_size}², median of {FLAGS.rounds} rounds × {FLAGS.steps} steps, {os.cpu_count()} cores\n")
+        f"{FLAGS.config.data.image_size}², median of {FLAGS.rounds} rounds × {FLAGS.steps} steps, "
+        f"{os.cpu_count()} cores\n")
   print("| dtype | synthetic images/s | real-shard images/s | ratio of medians | median of per-round ratios "
         "| per-round real ÷ synthetic |\n|---|---:|---:|---:|---:|---|")
   for dtype, syn, real, ratio, paired_median, paired in table:
@@ -267,31 +263,55 @@ def gemm_ceiling(dtype, n=2048, repeats=10, trials=5) -> float:
   return best
 
 
-IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1K's training set: the plan's length, not the step's cost
+# Steps per epoch of the plan a benchmark's step is compiled with: its LR, WD and momentum tables are
+# looked up once a step whatever their length, and ImageNet's 40,000 steps × 90 epochs would hold 3.6M
+# Python floats per table in this process (≈ 0.3 GB for the three) to measure nothing more.
+PLAN_STEPS_PER_EPOCH = 10
+
+
+def start_runtime(config):
+  """The recipe's backend and threads, as the trainer starts them (trainer.setup_runtime without a run's
+  signal handlers and launcher watch)."""
+  from tfscale import distributed
+  distributed.init(config.train.backend)
+  distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+
+
+def require_num_classes(config):
+  if config.data.num_classes is None:  # the recipe reads it from its dataset's manifest; there is none here
+    raise app.UsageError("the recipe leaves data.num_classes to its dataset: give --config.data.num_classes=N")
 
 
 def step_config(model_name: str, batch: int, dtype: str):
-  """The --config recipe with this model, per-rank batch and dtype, and the flags' backend and wire."""
+  """The --config recipe with this model, per-rank batch and dtype."""
   config = FLAGS.config.copy_and_resolve_references()
-  if config.data.num_classes is None:  # the recipe reads it from its dataset's manifest; there is none here
-    raise app.UsageError("the recipe leaves data.num_classes to its dataset: give --config.data.num_classes=N")
   config.model.name, config.model.dtype, config.train.batch_per_rank = model_name, dtype, batch
-  config.train.backend, config.train.gradient_compression = FLAGS.backend, FLAGS.gradient_compression
   return config
 
 
-def tfscale_step(config, train_images: int = IMAGENET_TRAIN_IMAGES) -> tuple:
+def tfscale_step(config, train_images: int = 0) -> tuple:
   """(model, plan): the training step tfscale.train runs for `config`, built and compiled by the trainer's
-  own trainer.compile_model. XLA and several steps per call have no trainer setting (measured slower or
-  level, docs/BENCHMARKS.md): their flags recompile that same model and optimizer, same loss and metrics."""
+  own trainer.compile_model (the plan: `train_images`, or PLAN_STEPS_PER_EPOCH global batches, per epoch).
+  XLA and several steps per call have no trainer setting (measured slower or level, docs/BENCHMARKS.md):
+  their flags recompile that same model and optimizer, with the same loss and metrics."""
   from tfscale import trainer
-  plan = trainer.create_plan(config, train_images)
+  require_num_classes(config)
+  plan = trainer.create_plan(config, train_images or PLAN_STEPS_PER_EPOCH * trainer.global_batch_size(config))
   model, optimizer, _ = trainer.compile_model(config, plan, config.data.num_classes)
   if FLAGS.jit_compile or FLAGS.steps_per_execution != 1:
     loss, metrics = trainer.loss_and_metrics(config)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=FLAGS.jit_compile,
                   steps_per_execution=FLAGS.steps_per_execution)
   return model, plan
+
+
+def shards_step(model_name: str, batch: int, dtype: str, info) -> tuple:
+  """(model, config, plan): tfscale_step for the recipe on these shards (its data section, their classes);
+  trainer.create_train_data(config, info, plan, 0) is then the trainer's own input."""
+  config = step_config(model_name, batch, dtype)
+  config.data = _imagenet_data_config(info.data_dir, num_classes=info.num_classes)
+  model, plan = tfscale_step(config, info.split("train").records)
+  return model, config, plan
 
 
 def synthetic_input(config):
@@ -310,10 +330,12 @@ def tfscale_model(name: str, batch: int, dtype: str) -> tuple:
 def _bare_resnet50(batch):
   """(model, dataset): tf_keras.applications.ResNet50 as its users write it (float input, SGD)."""
   import tensorflow as tf
-  bare = tf_keras.applications.ResNet50(weights=None, classes=FLAGS.config.data.num_classes)
+  size = FLAGS.config.data.image_size  # the input tfscale's step gets
+  bare = tf_keras.applications.ResNet50(weights=None, input_shape=(size, size, 3),
+                                        classes=FLAGS.config.data.num_classes)
   bare.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=False))
-  images = tf.random.uniform([batch, 224, 224, 3], maxval=255.0)
+  images = tf.random.uniform([batch, size, size, 3], maxval=255.0)
   labels = tf.random.uniform([batch], maxval=FLAGS.config.data.num_classes, dtype=tf.int32)
   return bare, tf.data.Dataset.from_tensors((images, labels)).repeat()
 
@@ -322,12 +344,13 @@ BARE = "bare tf_keras ResNet50"
 
 
 def bench_model():
-  """Under horovodrun/mpirun with several ranks the Horovod wrapper really allreduces; rank 0 reports."""
+  """Under horovodrun/mpirun with several ranks the step really allreduces (the recipe's backend); rank 0
+  reports."""
   import tensorflow as tf
   from tfscale import distributed
 
-  distributed.init(FLAGS.backend)
-  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  require_num_classes(FLAGS.config)  # before the ceiling and the bare model, which need it too
+  start_runtime(FLAGS.config)
   say = (lambda text: print(text, file=sys.stderr)) if distributed.is_chief() else (lambda text: None)
   rows = []
   ceilings = ({"float32": gemm_ceiling(tf.float32), "mixed_bfloat16": gemm_ceiling(tf.bfloat16)}
@@ -366,7 +389,8 @@ def bench_model():
                      "ranks": distributed.size()})
   if not distributed.is_chief():
     return
-  print(f"\nsynthetic {FLAGS.config.data.image_size}² uint8 input, {FLAGS.config.data.num_classes} classes, median of {FLAGS.rounds} round(s) of "
+  print(f"\nsynthetic {FLAGS.config.data.image_size}² uint8 input, {FLAGS.config.data.num_classes} classes, "
+        f"median of {FLAGS.rounds} round(s) of "
         f"{FLAGS.steps} timed steps after one; × bare = median of per-round ratios; {os.cpu_count()} cores; GEMM "
         f"ceiling fp32 {ceilings['float32']:.0f}, bf16 {ceilings['mixed_bfloat16']:.0f} GFLOP/s (2048² matmul, same "
         f"run); GFLOP/s = 3 × forward FLOPs × images/s; {distributed.size()} rank(s), images/s per rank\n")
@@ -401,8 +425,8 @@ def bench_stopcheck():
   """The agreed-stop check (callbacks.AgreedStop: one allreduce of one number per step) against the
   ResNet-50 training step it rides on, in the same run; under horovodrun with several ranks."""
   from tfscale import distributed
-  distributed.init(FLAGS.backend)
-  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  require_num_classes(FLAGS.config)
+  start_runtime(FLAGS.config)
   batch = int(FLAGS.batches[0])
   model, dataset = tfscale_model(FLAGS.models[0], batch, FLAGS.dtypes[0])
   check = _TimedStopCheck()
@@ -419,6 +443,7 @@ def bench_stopcheck():
 def bench_knobs():
   """Each knob's tfscale training step against the default, in child processes (some knobs are environment
   variables read once at TensorFlow start-up), rounds alternating the order."""
+  require_num_classes(FLAGS.config)  # once here, not once per child
   unknown = sorted(set(FLAGS.knobs) - set(KNOBS))
   if unknown:
     raise app.UsageError(f"unknown knobs {unknown}; known: {sorted(KNOBS)}")
@@ -431,7 +456,7 @@ def bench_knobs():
   knobs = ["default"] + [k for k in FLAGS.knobs if k != "default"]
   # Every child times the same recipe, with the overrides this command was given.
   recipe = [f"--config={config_flags.get_config_filename(FLAGS['config'])}",
-            *(arg for arg in sys.argv[1:] if arg.startswith("--config."))]
+            *(f"--config.{path}={value}" for path, value in config_flags.get_override_values(FLAGS["config"]).items())]
   common = [*recipe, f"--models={','.join(FLAGS.models)}", f"--batches={','.join(FLAGS.batches)}",
             f"--dtypes={','.join(FLAGS.dtypes)}", f"--steps={FLAGS.steps}", "--nobare", "--rounds=1",
             "--nogemm_ceiling"]

@@ -34,8 +34,8 @@ flags.DEFINE_list("weak_models", ["resnet50", "wrn50_2"], "`comm`: models of the
 flags.DEFINE_bool("allreduce", True, "`comm`: run the allreduce part (--noallreduce: weak scaling only).")
 flags.DEFINE_integer("weak_steps", 3, "`comm`: timed training steps per weak-scaling run.")
 flags.DEFINE_integer("weak_batch", 32, "`comm`: per-rank batch of the weak-scaling runs.")
-flags.DEFINE_enum("backend", "horovod", ["horovod", "tf"], "`model`, `comm_worker`: what carries the collectives "
-                  "(config.train.backend); tf runs under mpirun or srun, not horovodrun.")
+flags.DEFINE_enum("backend", "horovod", ["horovod", "tf"], "`comm_worker`: what carries the collectives (`model` "
+                  "takes --config.train.backend); tf runs under mpirun or srun, not horovodrun.")
 flags.DEFINE_string("result_file", None, "`model`, `comm_worker`: rank 0 also writes its numbers here as JSON "
                     "(how parent benchmarks read their children: launchers mangle long stdout lines).")
 
@@ -200,8 +200,8 @@ def horovodrun(controller, module_argv, python=sys.executable):
 def weak_step_argv(model):
   """The training-step benchmark of one rank with 1 intra- and 1 inter-op thread."""
   return [sys.executable, "-m", "tfscale_tools.bench", "model", f"--models={model}", f"--batches={FLAGS.weak_batch}",
-          "--dtypes=float32", "--nobare", "--rounds=1", f"--steps={FLAGS.weak_steps}", "--intra_op_threads=1",
-          "--inter_op_threads=1", "--nogemm_ceiling"]
+          "--dtypes=float32", "--nobare", "--rounds=1", f"--steps={FLAGS.weak_steps}",
+          "--config.train.intra_op_threads=1", "--config.train.inter_op_threads=1", "--nogemm_ceiling"]
 
 
 def weak_scaling_argv(model, ranks):

@@ -6,7 +6,7 @@ r"""Two installed stacks side by side (results: docs/BENCHMARKS.md, "TensorFlow 
 Each --pythons entry is the interpreter of a venv that scripts/install.sh built (TFSCALE_TF=… TFSCALE_VENV=…)
 on this same checkout, so both run the same tfscale code and differ only in the stack. The first is the
 baseline; ratios are the second ÷ the first, the median of per-round ratios, rounds alternating the order.
-  model      tfscale's ResNet-50 training step (bench model: its model, LARS, the Horovod wrapper, 1 rank),
+  model      tfscale's ResNet-50 training step (bench model: the trainer's step for its default recipe, 1 rank),
              batch 32, fp32 and mixed_bfloat16, synthetic input, and the matmul ceiling of the same child.
   allreduce  Horovod's allreduce of ResNet-50's gradient (bench comm_worker), 2 ranks under horovodrun
              --mpi and --gloo on this host, fp32 and fp16 on the wire.
@@ -70,7 +70,8 @@ def measure_netns(python) -> dict:
   netns = os.path.join(REPO, "scripts", "netns")
   step = [os.path.join(REPO, "scripts", "cpu_env.sh"), "1", "--", python, "-m", "tfscale_tools.bench", "model",
           "--models=resnet50", "--batches=16", "--dtypes=float32", "--nobare", "--rounds=1",
-          f"--steps={FLAGS.netns_steps}", "--intra_op_threads=1", "--inter_op_threads=1", "--nogemm_ceiling"]
+          f"--steps={FLAGS.netns_steps}", "--config.train.intra_op_threads=1", "--config.train.inter_op_threads=1",
+          "--nogemm_ceiling"]
   rows = bench_comm.run_child([os.path.join(netns, "mpirun.sh"), "--", *step], bench_comm.MPI_ROOT_ENV)
   return {f"2 hosts at {FLAGS.netns_rate}: step images/s per rank": rows[0]["images_per_second"]}
 

@@ -3,8 +3,9 @@ r"""Where tfscale's training step spends its time: the TensorFlow profiler's op 
   python -m tfscale_tools.profile_step [--models=resnet50 --batches=32 --dtypes=float32,mixed_bfloat16 --steps=4]
                                        [--input=synthetic|shards]
 
-For each dtype: the trainer's training step (trainer.compile_model for bench's --config recipe: its model,
-optimizer, loss and metrics; no Horovod wrapper at one rank) on synthetic input or the real input pipeline, a few untimed steps, then --steps steps under `tf.profiler.experimental`.
+For each dtype: the trainer's training step (trainer.compile_model for bench's --config recipe: its
+optimizer, loss and metrics; no Horovod wrapper at one rank) on synthetic input or the trainer's own input,
+a few untimed steps, then --steps steps under `tf.profiler.experimental`.
 The host plane of the trace (xplane.pb) holds an event per executed op kernel, named "<op name>:<op type>"
 (and tf.data's nested stage spans, "Iterator::…", which are skipped); their durations are summed per
 bucket: convolution/matmul, batch norm, elementwise, layout and casts, pooling, the optimizer update (ops
@@ -121,12 +122,13 @@ def profile(model_name: str, batch: int, dtype: str) -> tuple:
   import tensorflow as tf
   from tfscale_tools import bench
   tf_keras.backend.clear_session()
-  model, dataset = bench.tfscale_model(model_name, batch, dtype)
   if FLAGS.input == "shards":
-    from tfscale import datasets, input_pipeline
+    from tfscale import datasets, trainer
     info = datasets.load(bench.imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
-    dataset = input_pipeline.train_dataset(info, bench._imagenet_data_config(info.data_dir), batch, seed=0,
-                                           deterministic=False)
+    model, config, plan = bench.shards_step(model_name, batch, dtype, info)
+    dataset = trainer.create_train_data(config, info, plan, start_step=0)  # tfscale.train's own input
+  else:
+    model, dataset = bench.tfscale_model(model_name, batch, dtype)
   logdir = tempfile.mkdtemp(prefix="tfscale-profile-")
   window = ProfileAfter(3, logdir)  # one fit, one iterator: the pipeline is warm when profiling starts
   model.fit(dataset, steps_per_epoch=3 + FLAGS.steps, epochs=1, verbose=0, callbacks=[window])
@@ -139,9 +141,8 @@ def profile(model_name: str, batch: int, dtype: str) -> tuple:
 def main(argv):
   del argv
   tfscale.quiet_tensorflow_import()
-  from tfscale import distributed
-  distributed.init(FLAGS.backend)
-  distributed.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+  from tfscale_tools import bench
+  bench.start_runtime(FLAGS.config)
   names = [b for b, _ in BUCKETS[2:]] + ["optimizer update", BUCKETS[0][0], BUCKETS[1][0],
                                           "other (host, variables, control)"]
   results = {}
@@ -173,5 +174,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from tfscale_tools import bench  # noqa: F401  (its flags: --models, --batches, --dtypes, --steps, threads)
+  from tfscale_tools import bench  # noqa: F401  (its flags: --config (the recipe, its backend and threads),
+  #                                   --models, --batches, --dtypes, --steps)
   app.run(main)

@@ -36,7 +36,7 @@ mkdir -p "$out"
 cd "$repo"
 sizes=4096,65536,1048576,4194304,16777216,67108864
 step=(-m tfscale_tools.bench model --models=resnet50 "--batches=$batch" --dtypes=float32 --nobare --rounds=1
-      "--steps=$steps" --intra_op_threads=1 --inter_op_threads=1 --nogemm_ceiling)
+      "--steps=$steps" --config.train.intra_op_threads=1 --config.train.inter_op_threads=1 --nogemm_ceiling)
 trap '"$dir/down.sh"' EXIT
 
 if ((backends)); then
@@ -60,7 +60,7 @@ if ((backends)); then
               taskset -c 0 "$python" "${step[@]}" "--result_file=$out/step-1rank-$rate-$round.json" >/dev/null
             else
               "$dir/mpirun.sh" -- sh -c 'exec taskset -c "$OMPI_COMM_WORLD_RANK" "$0" "$@"' "$repo/scripts/cpu_env.sh" 1 -- \
-                "$python" "${step[@]}" "--backend=$backend" "--result_file=$out/step-2hosts-$rate-$backend-$round.json" >/dev/null
+                "$python" "${step[@]}" "--config.train.backend=$backend" "--result_file=$out/step-2hosts-$rate-$backend-$round.json" >/dev/null
             fi
           done
         fi
@@ -80,7 +80,7 @@ if ((compression)); then
       ((round % 2)) || wires=(fp16 none)
       for wire in "${wires[@]}"; do
         echo "== $rate round $round: training step, 2 hosts × 1 rank × 1 thread, gradient_compression=$wire"
-        "$dir/mpirun.sh" -- "$repo/scripts/cpu_env.sh" 1 -- "$python" "${step[@]}" "--gradient_compression=$wire" \
+        "$dir/mpirun.sh" -- "$repo/scripts/cpu_env.sh" 1 -- "$python" "${step[@]}" "--config.train.gradient_compression=$wire" \
           "--result_file=$out/step-2hosts-$rate-$wire-$round.json" | grep -E '^\| resnet50'
       done
     done
