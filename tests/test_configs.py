@@ -21,6 +21,7 @@ RECIPES = {
     ("resnet50_i1k_ce72", "smooth"): (72, 4096, 1, 4),
     ("resnet50_i1k", ""): (90, 4096, 0, 1),
     ("resnet50_i1k", "448n"): (8040 / 89, 14336, 1, 2),
+    ("resnet50_i1k", "448n_branched"): ((8040 + 402) / 89, 14336, 1, 2),
     ("resnet50_i1k_fast", ""): (37, 4096, 1, 2),
     ("wrn50_2_i1k", ""): (22610 / 312, 4096, 1, 4),
     ("wrn_i22k", ""): (30, 7680, 1, 2),
@@ -57,8 +58,8 @@ def test_recipe_compiles_at_its_published_batch(name, variant):
   assert len(plan.snapshot_steps()) == snapshots
   assert plan.phases[-1]["snapshot"], "the run must end in a snapshot"
   assert np.all(plan.lr >= 0) and np.all(np.isfinite(plan.lr))
-  if collapses:  # weight decay goes up for the collapse
-    assert plan.weight_decay[-1] > plan.weight_decay[0]
+  if collapses:  # weight decay goes up for the collapse (wherever it is: a branch may end before the run)
+    assert plan.weight_decay[plan.collapse].min() > plan.weight_decay[0]
   doc = module.__doc__
   assert "horovodrun -np" in doc and f"--config=configs/{name}.py" in doc and "Target" in doc
 
@@ -88,6 +89,10 @@ R448_SOLVERS = [
          weight_decay=0.00005, stopped_at=7638),
     dict(base_lr=0.254, lr_policy="poly", power=2, max_iter=402, weight_decay=0.0001, noaug=True),
 ]
+# All the authors ran: Part 1 to max_iter in one run, Part 2 from its iteration-7,638 snapshot (README lines
+# 12-20, 33), laid out as tfscale runs it: the branch between Part 1's iterations 7,637 and 7,638.
+R448_BRANCHED_SOLVERS = [R448_SOLVERS[0], dict(R448_SOLVERS[1], branch=True),
+                         dict(R448_SOLVERS[0], resumed_at=7638, stopped_at=8040)]
 
 
 def caffe_learning_rate(solver, iteration):
@@ -107,10 +112,11 @@ def what_the_chain_executes(solvers):
   """Per iteration of the whole chain: (LR, weight decay, velocity starts empty, noaug, off the main line:
   a run whose result no later solver starts from). Each solver is a
   fresh `caffe train --weights=…`: iter_ = 0 and empty momentum history at its start; Solver::Step runs
-  iterations 0 … max_iter − 1 (or until the authors stopped it)."""
+  iterations 0 … max_iter − 1 (or until the authors stopped it); a solver resumed_at an iteration goes on
+  with its velocity."""
   rows = []
   for solver in solvers:
-    for iteration in range(solver.get("stopped_at", solver["max_iter"])):
+    for iteration in range(solver.get("resumed_at", 0), solver.get("stopped_at", solver["max_iter"])):
       rows.append((caffe_learning_rate(solver, iteration), solver["weight_decay"], iteration == 0,
                    solver.get("noaug", False), solver.get("branch", False)))
   return [np.array(column) for column in zip(*rows)]
@@ -119,18 +125,20 @@ def what_the_chain_executes(solvers):
 @pytest.mark.parametrize("name,variant,solvers", [("resnet50_i1k_ce72", "", CE72_SOLVERS),
                                                   ("resnet50_i1k_ce72", "ce", CE72_CE_SOLVERS),
                                                   ("resnet50_i1k", "448n", R448_SOLVERS),
+                                                  ("resnet50_i1k", "448n_branched", R448_BRANCHED_SOLVERS),
                                                   ("wrn50_2_i1k", "", CE72_SOLVERS)])
 def test_plan_is_the_caffe_chain_at_every_step(name, variant, solvers):
   _, config = recipe(name, variant)
   plan = compiled(config)
   lr, weight_decay, reset, noaug, branch = what_the_chain_executes(solvers)
-  assert plan.total_steps == len(lr) == sum(s.get("stopped_at", s["max_iter"]) for s in solvers)
+  lengths = [s.get("stopped_at", s["max_iter"]) - s.get("resumed_at", 0) for s in solvers]
+  assert plan.total_steps == len(lr) == sum(lengths)
   np.testing.assert_allclose(plan.lr, lr, rtol=1e-9, atol=0)
   np.testing.assert_array_equal(plan.weight_decay, weight_decay)
   np.testing.assert_array_equal(plan.momentum_reset, reset)
   np.testing.assert_array_equal(plan.collapse, noaug)
   np.testing.assert_array_equal(plan.branch, branch)
-  solver_ends = np.cumsum([s.get("stopped_at", s["max_iter"]) for s in solvers])
+  solver_ends = np.cumsum(lengths)
   assert [step for _, step in plan.snapshot_steps()] == list(solver_ends[-len(plan.snapshot_steps()):])
   assert config.model.bn_momentum == 0.95 and config.optim.name == "sgd" and config.optim.momentum == 0.9
 
@@ -197,6 +205,11 @@ def test_caffe_solver_keeps_its_images_at_another_batch():
     schedules.caffe_solver("s", base_lr=1, lr_policy="poly_cyc", max_iter=10, global_batch=256)
   with pytest.raises(ValueError, match="stop_iter"):
     schedules.caffe_solver("s", base_lr=1, lr_policy="poly", max_iter=10, stop_iter=11, global_batch=256)
+  with pytest.raises(ValueError, match="start_iter"):
+    schedules.caffe_solver("s", base_lr=1, lr_policy="poly", max_iter=10, start_iter=10, global_batch=256)
+  resumed = schedules.caffe_solver("s", base_lr=1.0, lr_policy="poly", max_iter=100, start_iter=40, global_batch=256)
+  plan = schedules.compile_plan([solver, resumed], steps_per_epoch=10, global_batch=256)
+  assert not plan.momentum_reset[200] and plan.lr[200] == pytest.approx(1.0 * (1 - 40 / 100))  # goes on at 40
 
 
 def test_collapse_cycles_general_form():

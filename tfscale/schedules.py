@@ -62,10 +62,12 @@ def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Opti
 
 def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, global_batch: int, power: float = 1.0,
                  lr_iter: Optional[int] = None, warmup_iter: int = 0, warmup_start_lr: float = 0.0,
-                 weight_decay: float = 0.0, stop_iter: Optional[int] = None, augment: str = "full",
-                 snapshot: bool = False, branch: bool = False) -> dict:
+                 weight_decay: float = 0.0, start_iter: int = 0, stop_iter: Optional[int] = None,
+                 augment: str = "full", snapshot: bool = False, branch: bool = False) -> dict:
   """One Caffe solver of a chain, from its prototxt fields (absolute LRs at `global_batch`, the batch its
-  iterations were run at). `stop_iter`: where the authors stopped it, if before max_iter.
+  iterations were run at). `stop_iter`: where the authors stopped it, if before max_iter. `start_iter` > 0:
+  the same run going on from there (after a branch taken off its snapshot at start_iter): iterations
+  count on and the velocity is kept, as in the one uninterrupted `caffe train` the authors ran.
 
   Caffe's SGDSolver::GetLearningRate at iteration i of the solver (0-based, warmup included):
     i < warmup_iter:  (i·base_lr + (warmup_iter − i)·warmup_start_lr) / warmup_iter
@@ -80,18 +82,20 @@ def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, gl
   if lr_policy == "poly_cyc" and not lr_iter:
     raise ValueError(f"solver {name!r}: 'poly_cyc' needs lr_iter")
   stop_iter = max_iter if stop_iter is None else stop_iter
-  if not 0 < stop_iter <= max_iter:
-    raise ValueError(f"solver {name!r}: stop_iter {stop_iter} must be in (0, max_iter={max_iter}]")
+  if not 0 <= start_iter < stop_iter <= max_iter:
+    raise ValueError(f"solver {name!r}: need 0 <= start_iter ({start_iter}) < stop_iter ({stop_iter}) <= "
+                     f"max_iter ({max_iter})")
   if augment not in AUGMENT_MODES:
     raise ValueError(f"solver {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
   per_256 = 256.0 / global_batch  # plan LRs are per 256 images; compile_plan scales them back
   return dict(name=name, epochs=None, lr_shape="caffe", lr_start=None, lr_end=0.0, lr_power=float(power),
               weight_decay=float(weight_decay), augment=augment, snapshot=bool(snapshot), lr_decay_epochs=[],
-              lr_gamma=0.1, lr_horizon_epochs=None, reset_momentum=True, iterations=int(stop_iter),
+              lr_gamma=0.1, lr_horizon_epochs=None, reset_momentum=start_iter == 0,
+              iterations=int(stop_iter - start_iter),
               iteration_batch=int(global_batch), branch=bool(branch),
               caffe=dict(policy=lr_policy, base_lr=base_lr * per_256, warmup_start_lr=warmup_start_lr * per_256,
                          power=float(power), warmup_iter=int(warmup_iter), max_iter=int(max_iter),
-                         lr_iter=None if lr_iter is None else int(lr_iter)))
+                         lr_iter=None if lr_iter is None else int(lr_iter), start_iter=int(start_iter)))
 
 
 def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epochs: float, decay_epochs: float,
@@ -239,7 +243,9 @@ def _phase_lr(p, n, start, scale, steps_per_epoch, global_batch):
   shape = p["lr_shape"]
   if shape == "caffe":
     iteration = global_batch / p["iteration_batch"]  # Caffe iterations per step
-    return caffe_lr(t * iteration, p["caffe"], scale), float(caffe_lr(n * iteration, p["caffe"], scale))
+    first = p["caffe"].get("start_iter", 0)  # plans saved before start_iter existed start at 0
+    return (caffe_lr(first + t * iteration, p["caffe"], scale),
+            float(caffe_lr(first + n * iteration, p["caffe"], scale)))
   if shape == "warmup":
     return warmup_lr(t, n, start, end, p["lr_power"]), end
   if shape == "poly":
@@ -324,7 +330,7 @@ def plan_table(plan: CompiledPlan) -> str:
     a, b = int(plan.boundaries[i]), int(plan.boundaries[i + 1])
     if p["lr_shape"] == "caffe":
       solver = p["caffe"]
-      shape = f"caffe {solver['policy']}^{solver['power']:g}" + (" +warmup" if solver["warmup_iter"] else "")
+      shape = f"caffe {solver['policy']}^{solver['power']:g}" + (" +warmup" if solver["warmup_iter"] > solver.get("start_iter", 0) else "")
     else:
       shape = p["lr_shape"] + (f"^{p['lr_power']:g}" if p["lr_shape"] in ("poly", "warmup") else "")
     rows.append((p["name"], f"{(b - a) / plan.steps_per_epoch:.4g}", f"{a}-{b - 1}", shape,
