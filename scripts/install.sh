@@ -106,10 +106,15 @@ if [[ $tf_version == 2.18.* && $py_version != 3.11 ]]; then
   exit 1
 fi
 
+# The stamp holds the inputs' hash and the extras installed with them: a venv with the test extra also
+# serves a command that asks for none (`make test` then `make demo` reinstalled everything before).
 stamp=$venv/.tfscale-install-stamp
-want_stamp=$( (cat "$repo/pyproject.toml" "$0" "$stack" "${patches[@]}"; echo "$extras") | sha256sum | cut -c1-16)
-if [[ -f $stamp && $(cat "$stamp") == "$want_stamp" ]] && "$vpy" -c 'import horovod.tensorflow' 2>/dev/null; then
-  say "stack already installed ($want_stamp)"
+want_stamp=$(cat "$repo/pyproject.toml" "$0" "$stack" "${patches[@]}" | sha256sum | cut -c1-16)
+have_stamp='' have_extras=''
+[[ -f $stamp ]] && read -r have_stamp have_extras <"$stamp" || true
+if [[ $have_stamp == "$want_stamp" && ( -z $extras || $have_extras == "$extras" ) ]] &&
+   "$vpy" -c 'import horovod.tensorflow' 2>/dev/null; then
+  say "stack already installed ($want_stamp${have_extras:+ $have_extras})"
 else
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   say "installing pyproject.toml under ${stack#"$repo"/} and tfscale itself, editable${extras:+, with $extras}"
@@ -143,7 +148,7 @@ else
   "$vpy" -m pip install -q --force-reinstall --no-deps "$wheel_dir"/horovod-$horovod_version-*.whl
   # Horovod's runtime dependencies (cloudpickle, psutil, pyyaml, packaging) come from the wheel's metadata.
   "$vpy" -m pip install -q -c "$stack" "$(ls "$wheel_dir"/horovod-$horovod_version-*.whl)"
-  echo "$want_stamp" > "$stamp"
+  echo "$want_stamp $extras" > "$stamp"
 fi
 
 say "horovodrun --check-build"

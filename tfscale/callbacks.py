@@ -106,6 +106,10 @@ class MainLine:
     if problem:
       raise workdir_files.WorkdirError(problem)
 
+  def handed_back_at(self, step: int) -> bool:
+    """The model at `step` is the main line handed back: a branch ended there."""
+    return step in self.ends
+
   def keep_if_due(self, model, step: int):
     if step in self.starts and self.kept_at != step:
       distributed.average_variables(model.non_trainable_variables)
@@ -231,7 +235,7 @@ class StepEnd(tf_keras.callbacks.Callback):
       return
     step = _step(self.model)
     last = step >= self.plan.total_steps
-    if step in self.main_line.ends:
+    if self.main_line.handed_back_at(step):
       accuracy = self.validation.taken_at(step)  # the model is already the main line handed back
     elif last or (self.validate_every_epochs > 0 and (epoch + 1) % self.validate_every_epochs == 0):
       accuracy = self.validation.at(self.model, step)
