@@ -13,11 +13,11 @@ STEP_SCRIPT = r'''
 import sys
 import tfscale
 from absl import flags
-from tfscale import trainer
+from tfscale import distributed, trainer
 from tfscale_tools import bench
 
 flags.FLAGS(["bench", *sys.argv[1:]])
-bench.start_runtime(flags.FLAGS.config)
+distributed.start(flags.FLAGS.config.train)
 calls = []
 compile_model = trainer.compile_model
 trainer.compile_model = lambda *args: calls.append(args) or compile_model(*args)

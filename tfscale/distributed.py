@@ -85,6 +85,13 @@ def is_chief() -> bool:
   return rank() == 0
 
 
+def start(train_config) -> tuple:
+  """The backend and this rank's threads as a config's `train` section names them (init, then
+  configure_threads); returns (intra, inter). Every main that runs collectives starts here."""
+  init(train_config.backend)
+  return configure_threads(train_config.intra_op_threads, train_config.inter_op_threads)
+
+
 def cores_per_rank() -> int:
   """The cores this rank may use (tfscale/cpu_cores.py's rule, with the launcher's local size)."""
   return cpu_cores.cores_per_rank(local_ranks=local_size())

@@ -14,8 +14,7 @@ def evaluate(workdir: str, config, info: DatasetInfo, evals: dict, snapshots: di
   One pass per split: each batch is decoded once and every member runs on it; the counts of all splits
   are summed over ranks in one allreduce per evaluation, which every rank makes.
   """
-  distributed.init(config.train.backend)  # the run's own (config.json); --config.train.backend= picks another
-  distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+  distributed.start(config.train)  # the run's own (config.json); --config.train.backend= picks another
   job_log.use(distributed.rank())
   models = {}
   results = {}

@@ -9,8 +9,8 @@ For every kernel w (conv and dense) with gradient g, at learning rate γ and wei
 BN parameters (γ, β) are not adapted, and decayed (v ← m·v + γ·(g + β·w)) only when `decay_batch_norm`:
 the seed authors' runs did, because Intel Caffe's MKLDNN engine merges each Scale layer into its BatchNorm
 and the merged γ/β take the default decay_mult 1 (docs/RECIPES.md). Biases are not adapted; they are
-decayed when `decay_biases`, as Caffe does (its decay_mult is 1 unless a layer says 0). With `adapt=False` the same class is plain momentum
-SGD with the same weight decay, which makes SGD-vs-LARS comparisons exact (and, with decay_biases, is
+decayed when `decay_biases`, as Caffe does (its decay_mult is 1 unless a layer says 0). With `adapt=False`
+the same class is plain momentum SGD with the same weight decay, which makes SGD-vs-LARS comparisons exact (and, with decay_biases, is
 Caffe's SGDSolver update). Learning rate, weight decay and momentum may each be a number or a schedule
 of the step (the phase plan; a momentum of 0 at a step starts that step from a zero velocity, which is
 how a plan restarts a solver's momentum history).
@@ -78,7 +78,8 @@ class LARS(tf_keras.optimizers.Optimizer):
     if getattr(self, "_built", False):
       return
     self.velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
-    self._decayed = [is_decayed(v, decay_biases=self.decay_biases, decay_batch_norm=self.decay_batch_norm) for v in var_list]
+    self._decayed = [is_decayed(v, decay_biases=self.decay_biases, decay_batch_norm=self.decay_batch_norm)
+                     for v in var_list]
     self._adapted = [self.adapt and is_adapted(v) for v in var_list]
     self._built = True
 

@@ -118,9 +118,9 @@ def _alive(pid: int) -> bool:
 
 
 def watch_launcher(every_seconds: float = 1.0):
-  """A daemon thread that requests a stop when any process between this rank and its launcher exits (a
-  signal 0 to a handful of pids once a second costs nothing; a slower check let a short run outlive its
-  dead launcher)."""
+  """A daemon thread that requests a stop when any process between this rank and its launcher exits
+  (reading a handful of /proc/<pid>/stat once a second costs nothing; a slower check let a short run
+  outlive its dead launcher)."""
   chain = launcher_chain()
   if not chain:
     return None

@@ -243,7 +243,7 @@ def _phase_lr(p, n, start, scale, steps_per_epoch, global_batch):
   shape = p["lr_shape"]
   if shape == "caffe":
     iteration = global_batch / p["iteration_batch"]  # Caffe iterations per step
-    first = p["caffe"].get("start_iter", 0)  # plans saved before start_iter existed start at 0
+    first = p["caffe"]["start_iter"]
     return (caffe_lr(first + t * iteration, p["caffe"], scale),
             float(caffe_lr(first + n * iteration, p["caffe"], scale)))
   if shape == "warmup":
@@ -271,7 +271,7 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
     raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
   scale = global_batch / 256.0 * lr_scale
   boundaries = np.concatenate([[0], phase_ends(phases, steps_per_epoch, global_batch)])
-  phases = [{"branch": False, **dict(p)} for p in phases]  # plans saved before branches existed have no key
+  phases = [_with_later_fields(p) for p in phases]
   _check_branches(phases)
   lr, wd, collapse, reset, branch = [], [], [], [], []
   previous_end = main_line_end = None  # where the LR curve stopped: the last phase's, the main line's
@@ -298,6 +298,14 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
   return CompiledPlan(list(phases), boundaries, np.concatenate(lr), np.concatenate(wd),
                       np.concatenate(collapse), np.concatenate(reset), np.concatenate(branch), steps_per_epoch,
                       global_batch)
+
+
+def _with_later_fields(p: dict) -> dict:
+  """A phase of a plan saved before `branch` and Caffe's `start_iter` existed, with their defaults."""
+  p = {"branch": False, **dict(p)}
+  if p["lr_shape"] == "caffe":
+    p["caffe"] = {"start_iter": 0, **p["caffe"]}
+  return p
 
 
 def _check_branches(phases: Sequence[dict]):
@@ -330,7 +338,8 @@ def plan_table(plan: CompiledPlan) -> str:
     a, b = int(plan.boundaries[i]), int(plan.boundaries[i + 1])
     if p["lr_shape"] == "caffe":
       solver = p["caffe"]
-      shape = f"caffe {solver['policy']}^{solver['power']:g}" + (" +warmup" if solver["warmup_iter"] > solver.get("start_iter", 0) else "")
+      warmup = solver["warmup_iter"] > solver["start_iter"]  # a solver resumed past its warmup has none left
+      shape = f"caffe {solver['policy']}^{solver['power']:g}" + (" +warmup" if warmup else "")
     else:
       shape = p["lr_shape"] + (f"^{p['lr_power']:g}" if p["lr_shape"] in ("poly", "warmup") else "")
     rows.append((p["name"], f"{(b - a) / plan.steps_per_epoch:.4g}", f"{a}-{b - 1}", shape,

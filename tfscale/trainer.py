@@ -69,7 +69,7 @@ def one_hot_labels(config) -> bool:
 
 
 def create_train_data(config, info, plan, start_step: int):
-  """This rank's training batches (benchmarks time the step on them too: tfscale_tools/bench.py steal)."""
+  """This rank's training batches, from `start_step` on."""
   return input_pipeline.train_dataset(
       info, config.data, config.train.batch_per_rank, distributed.rank(), distributed.size(),
       collapse=plan.collapse, start_step=start_step, seed=config.seed, deterministic=config.train.deterministic,
@@ -154,8 +154,7 @@ def create_callbacks(config, plan, workdir, manager, validate, snapshots, renorm
 def setup_runtime(config):
   """The backend, per-rank threads, quiet non-chief ranks, stop requests (signals, a vanished launcher); must
   run before TensorFlow executes anything."""
-  distributed.init(config.train.backend)
-  intra, inter = distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
+  intra, inter = distributed.start(config.train)
   if config.train.deterministic:  # the same run twice: tf.data's order (input_pipeline) and every kernel's
     tf.config.experimental.enable_op_determinism()
   # After the backend's start: TF's coordination service (the tf backend) installs a SIGTERM handler of its
@@ -235,11 +234,13 @@ def train_and_evaluate(config, workdir: str, extra_callbacks=()) -> TrainResult:
                                              run_log)
   run_callbacks += list(extra_callbacks)
 
-  def fit_on_this_world(extra_callbacks=()):
-    """The rest of the plan from the optimizer's step, with input built for the current ranks."""
+  def fit_on_this_world(world_callbacks=()):
+    """The rest of the plan from the optimizer's step, with input built for the current ranks (an elastic
+    world adds its commit callback)."""
+    # One view per image: multi-crop is tfscale.evaluate's, not the per-epoch check's.
     current["val"] = input_pipeline.eval_dataset(info, config.data, config.eval.split, config.eval.batch_size,
-                                                 distributed.rank(), distributed.size(), crops=1)  # one view: multi-crop is evaluate's
-    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(extra_callbacks), step_end)
+                                                 distributed.rank(), distributed.size(), crops=1)
+    return fit_rest_of_plan(model, config, info, plan, run_callbacks + list(world_callbacks), step_end)
 
   try:
     if config.train.elastic:

@@ -198,7 +198,7 @@ def _timed_fit(model, dataset, steps) -> tuple:
 
 def bench_steal():
   from tfscale import datasets, distributed, trainer
-  start_runtime(FLAGS.config)
+  distributed.start(FLAGS.config.train)  # the recipe's backend and threads, as tfscale.train's
   info = datasets.load(imagenet_like_shards(FLAGS.work_dir, FLAGS.images))
   table = []
   for dtype in FLAGS.dtypes:
@@ -267,14 +267,6 @@ def gemm_ceiling(dtype, n=2048, repeats=10, trials=5) -> float:
 # looked up once a step whatever their length, and ImageNet's 40,000 steps × 90 epochs would hold 3.6M
 # Python floats per table in this process (≈ 0.3 GB for the three) to measure nothing more.
 PLAN_STEPS_PER_EPOCH = 10
-
-
-def start_runtime(config):
-  """The recipe's backend and threads, as the trainer starts them (trainer.setup_runtime without a run's
-  signal handlers and launcher watch)."""
-  from tfscale import distributed
-  distributed.init(config.train.backend)
-  distributed.configure_threads(config.train.intra_op_threads, config.train.inter_op_threads)
 
 
 def require_num_classes(config):
@@ -350,7 +342,7 @@ def bench_model():
   from tfscale import distributed
 
   require_num_classes(FLAGS.config)  # before the ceiling and the bare model, which need it too
-  start_runtime(FLAGS.config)
+  distributed.start(FLAGS.config.train)  # the recipe's backend and threads, as tfscale.train's
   say = (lambda text: print(text, file=sys.stderr)) if distributed.is_chief() else (lambda text: None)
   rows = []
   ceilings = ({"float32": gemm_ceiling(tf.float32), "mixed_bfloat16": gemm_ceiling(tf.bfloat16)}
@@ -425,8 +417,7 @@ def bench_stopcheck():
   """The agreed-stop check (callbacks.AgreedStop: one allreduce of one number per step) against the
   ResNet-50 training step it rides on, in the same run; under horovodrun with several ranks."""
   from tfscale import distributed
-  require_num_classes(FLAGS.config)
-  start_runtime(FLAGS.config)
+  distributed.start(FLAGS.config.train)  # the recipe's backend and threads, as tfscale.train's
   batch = int(FLAGS.batches[0])
   model, dataset = tfscale_model(FLAGS.models[0], batch, FLAGS.dtypes[0])
   check = _TimedStopCheck()

@@ -141,8 +141,8 @@ def profile(model_name: str, batch: int, dtype: str) -> tuple:
 def main(argv):
   del argv
   tfscale.quiet_tensorflow_import()
-  from tfscale_tools import bench
-  bench.start_runtime(FLAGS.config)
+  from tfscale import distributed
+  distributed.start(FLAGS.config.train)  # bench's recipe: its backend and threads
   names = [b for b, _ in BUCKETS[2:]] + ["optimizer update", BUCKETS[0][0], BUCKETS[1][0],
                                           "other (host, variables, control)"]
   results = {}
