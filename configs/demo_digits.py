@@ -14,14 +14,16 @@ The plan has the authors' shape, shrunk (docs/RECIPES.md): warmup → poly-1 →
 poly-2 stopped at a quarter of its start); a collapse (augmentation off, weight decay doubled, poly-2 to 0,
 a snapshot) branches off the end of cycles 1 and 2 and the main line goes on from the weights before it;
 the last cycle's collapse ends the main line. Main line 26 epochs + branches 6 = 32 epochs.
-Variant `sequential`: the plan before branches (each re-warmup starts from the collapsed weights).
+Variant `sequential`: the demo's plan before branches (issues 2–18; 28 epochs): cycles 1 and 2 decay
+(poly-2 to 0, full augmentation, base weight decay) into snapshots, each re-warmup starts from those
+weights, and one collapse ends the run.
 """
 from tfscale.config_base import base_config
 from tfscale.schedules import phase
 
 
 def get_config(variant: str = ""):
-  """variants: 'sequential' (collapses not branched), 'tiny' and 'tiny_branched' (5 epochs, for tests:
+  """variants: 'sequential' (the plan before branches: snapshot cycles, one collapse), 'tiny' and 'tiny_branched' (5 epochs, for tests:
   --config=configs/demo_digits.py:tiny), 'large_batch' (one warmup + poly-2 run at global batch 360 for
   the SGD-vs-LARS comparison)."""
   config = base_config()

@@ -87,6 +87,13 @@ def collapsed_ensemble_chain():
   return [init, cyc1, branch("collapse1", cyc1), cyc2, branch("collapse2", cyc2), cyc3, last]
 
 
+# The `smooth` variant's shape in epochs, LRs per 256 images (the solvers' absolute values × 256 / 4096);
+# wrn_places365.py runs it with branched collapses.
+SMOOTH = dict(peak_lr=0.1, warmup_start_lr=0.1 / 16, warmup_epochs=5, decay_epochs=20, decay_horizon_epochs=55,
+              cycles=3, cycle_epochs=12, cycle_horizon_epochs=24, rewarmup_epochs=3, rewarmup_fraction=0.75,
+              final_collapse_epochs=5, weight_decay=5e-5, collapse_weight_decay=2e-4)
+
+
 def get_config(variant: str = ""):
   config = caffe_recipe_config()
   config.train.reference_global_batch = GLOBAL_BATCH
@@ -100,11 +107,7 @@ def get_config(variant: str = ""):
     # The same run's cycle ends averaged: the snapshot ensemble (Huang et al.) the Collapsed Ensemble beats.
     config.evals.cycle_snapshots = evaluation(("validation",), snapshots="cyc1,cyc2,cyc3")
   elif variant == "smooth":
-    # LRs per 256 images: the solvers' absolute values × 256 / 4096.
-    config.plan = collapse_cycles(
-        peak_lr=0.1, warmup_start_lr=0.1 / 16, warmup_epochs=5, decay_epochs=20, decay_horizon_epochs=55,
-        cycles=3, cycle_epochs=12, cycle_horizon_epochs=24, rewarmup_epochs=3, rewarmup_fraction=0.75,
-        final_collapse_epochs=5, weight_decay=5e-5, collapse_weight_decay=2e-4)
+    config.plan = collapse_cycles(**SMOOTH)
   else:
     raise ValueError(f"unknown variant {variant!r} (known: ce, smooth)")
   return config

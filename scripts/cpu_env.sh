@@ -10,7 +10,7 @@
 # one tfscale applies itself): CORES_PER_RANK, else SLURM_CPUS_PER_TASK, else the rank's CPU affinity when
 # bound, else the node's CPUs ÷ the ranks on this node.
 #
-# What each variable does with the stock TensorFlow 2.18 wheel (oneDNN built on TF's own thread pool;
+# What each variable does with the stock TensorFlow wheel (measured on 2.18; 2.21, too, is oneDNN built on TF's own thread pool;
 # `ldd` shows no OpenMP runtime linked):
 #   TF_NUM_INTRAOP_THREADS  read by TF and by tfscale (distributed.configure_threads): the oneDNN and Eigen
 #                           pool. The one that matters: 1 thread instead of 2 loses 41 % here.

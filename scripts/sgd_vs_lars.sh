@@ -6,7 +6,7 @@
 #   bash scripts/sgd_vs_lars.sh [LR ...]        default grid: 0.1 0.4 1.6 6.4
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export PATH="$PWD/.venv/bin:$PATH" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export PATH="${TFSCALE_VENV:-$PWD/.venv}/bin:$PATH" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 lrs=("${@:-0.1 0.4 1.6 6.4}")
 read -r -a lrs <<< "${lrs[*]}"
 out=runs/sgd_vs_lars

@@ -11,7 +11,7 @@ src=$1 dst=$2 ranks_per_node=$3
 node=${NODE:-${SLURM_NODEID:-${OMPI_COMM_WORLD_RANK:-0}}}
 nodes=${NODES:-${SLURM_NNODES:-${OMPI_COMM_WORLD_SIZE:-1}}}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-python=${PYTHON:-$repo/.venv/bin/python}
+python=${PYTHON:-${TFSCALE_VENV:-$repo/.venv}/bin/python}
 [[ -x $python ]] || python=python3
 cd "$repo"
 exec "$python" -m tfscale_tools.staging --src="$src" --dst="$dst" --node="$node" --nodes="$nodes" \

@@ -2,12 +2,13 @@
 command that runs it; the 72-epoch plan reproduces the authors' solver chain; the recipe tool and plot."""
 import glob
 import os
+import types
 
 import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401  (the loader the CLIs use)
 
-from tfscale import plots, schedules
+from tfscale import evaluate, plots, schedules
 from tfscale.config_base import load_recipe
 from tfscale.datasets import PUBLISHED_TRAIN_IMAGES
 from conftest import REPO, run_module
@@ -23,9 +24,9 @@ RECIPES = {
     ("resnet50_i1k", "448n"): (8040 / 89, 14336, 1, 2),
     ("resnet50_i1k", "448n_branched"): ((8040 + 402) / 89, 14336, 1, 2),
     ("resnet50_i1k_fast", ""): (37, 4096, 1, 2),
-    ("wrn50_2_i1k", ""): (22610 / 312, 4096, 1, 4),
+    ("wrn50_2_i1k", ""): ((22610 + 2 * 1560) / 312, 4096, 3, 6),
     ("wrn_i22k", ""): (30, 7680, 1, 2),
-    ("wrn_places365", ""): (72, 4096, 1, 4),
+    ("wrn_places365", ""): (72 + 2 * 5, 4096, 3, 6),
     ("resnet50_i1k_lars", "8k"): (90, 8192, 0, 1),
     ("resnet50_i1k_lars", "16k"): (90, 16384, 0, 1),
     ("resnet50_i1k_lars", "32k"): (90, 32768, 0, 1),
@@ -40,6 +41,20 @@ def recipe(name, variant=""):
 def compiled(config):
   return schedules.compile_for(config, PUBLISHED_TRAIN_IMAGES[config.data.num_classes],
                                config.train.reference_global_batch)
+
+
+# The splits each dataset's converter writes (data_prep/imagenet1k.py, imagenet22k.py, places365.py collect()).
+CONVERTER_SPLITS = {1000: {"train", "validation", "validation_blacklisted"}, 21841: {"train", "test"},
+                    365: {"train", "validation"}}
+
+
+@pytest.mark.parametrize("name,variant", sorted(RECIPES))
+def test_every_recipe_validates_and_evaluates_splits_its_data_has(name, variant):
+  _, config = recipe(name, variant)
+  splits = CONVERTER_SPLITS[config.data.num_classes]
+  assert config.eval.split in splits
+  info = types.SimpleNamespace(splits=splits, data_dir=config.data.dir, split=lambda s: None)
+  assert set(evaluate.chosen_evals(config, info, [])) == set(config.evals)  # every evaluation runs
 
 
 def test_every_recipe_file_is_covered():
@@ -126,7 +141,7 @@ def what_the_chain_executes(solvers):
                                                   ("resnet50_i1k_ce72", "ce", CE72_CE_SOLVERS),
                                                   ("resnet50_i1k", "448n", R448_SOLVERS),
                                                   ("resnet50_i1k", "448n_branched", R448_BRANCHED_SOLVERS),
-                                                  ("wrn50_2_i1k", "", CE72_SOLVERS)])
+                                                  ("wrn50_2_i1k", "", CE72_CE_SOLVERS)])
 def test_plan_is_the_caffe_chain_at_every_step(name, variant, solvers):
   _, config = recipe(name, variant)
   plan = compiled(config)
@@ -230,6 +245,29 @@ def test_collapse_cycles_general_form():
     schedules.collapse_cycles(peak_lr=1, warmup_epochs=1, decay_epochs=1, cycles=0, cycle_epochs=1,
                               rewarmup_epochs=1, rewarmup_fraction=1, final_collapse_epochs=1, weight_decay=0,
                               collapse_weight_decay=0)
+
+
+def test_collapse_cycles_with_branches_is_a_collapsed_ensemble():
+  """branch_collapse_epochs: a collapse off every cycle's end but the last, starting where that cycle stopped;
+  the main line re-warms from the cycle's end as if no branch had run."""
+  args = dict(peak_lr=1.0, warmup_epochs=1, decay_epochs=2, decay_horizon_epochs=4, cycles=3, cycle_epochs=2,
+              cycle_horizon_epochs=4, rewarmup_epochs=1, rewarmup_fraction=0.5, final_collapse_epochs=1,
+              weight_decay=1e-4, collapse_weight_decay=4e-4)
+  sequential = schedules.compile_plan(schedules.collapse_cycles(**args), steps_per_epoch=100, global_batch=256)
+  plan = schedules.compile_plan(schedules.collapse_cycles(**args, branch_collapse_epochs=1.5), steps_per_epoch=100,
+                                global_batch=256)
+  assert [names for _, _, names in plan.branches()] == [["collapse1"], ["collapse2"]]
+  assert plan.budget()["branches"]["steps"] == 300 and plan.total_steps == sequential.total_steps + 300
+  for first, end, _ in plan.branches():
+    assert plan.lr[first] == pytest.approx(plan.lr[first - 1], rel=0.02)  # from where the cycle stopped
+    assert plan.lr[end - 1] == pytest.approx(0.0, abs=1e-4) and plan.weight_decay[first] == 4e-4
+    assert plan.lr[end] == pytest.approx(plan.lr[first - 1], rel=0.02)    # the main line goes on from there
+  main_line = np.ones(plan.total_steps, bool)
+  for first, end, _ in plan.branches():
+    main_line[first:end] = False
+  np.testing.assert_allclose(plan.lr[main_line], sequential.lr, rtol=1e-12)
+  assert [name for name, _ in plan.snapshot_steps()] == ["cycle1", "collapse1", "cycle2", "collapse2", "cycle3",
+                                                          "collapse"]
 
 
 def test_truncated_poly_horizon_matches_caffe():

@@ -2,6 +2,7 @@
 the threads of the cores it owns; one real 2-rank mpirun checks the binding and the environment."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -172,3 +173,11 @@ def test_tfscale_takes_its_threads_from_cpu_env_or_its_binding():
   assert run([], {"TF_NUM_INTRAOP_THREADS": "7", "TF_NUM_INTEROP_THREADS": "3"})[:2] == ["7", "3"]
   if os.cpu_count() >= 2:
     assert run(["taskset", "-c", "1"], {}) == ["1", "2", "1"]
+
+
+def test_the_readmes_slurm_dry_run_is_what_the_script_prints():
+  readme = open(os.path.join(REPO, "README.md")).read()
+  command, printed = re.search(r"\n\$ (scripts/launch/slurm\.sh .*?)\n(#!/bin/bash\n.*?)```", readme, re.S).groups()
+  args = command.replace("\\\n", " ").split()
+  out = launch(args[0].removeprefix("scripts/launch/"), *args[1:]).stdout
+  assert out.replace(f"cd {REPO}\n", "cd /home/me/tfscale\n") == printed

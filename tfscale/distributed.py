@@ -3,7 +3,8 @@
   horovod  Horovod 0.28.1, MPI or Gloo controller (tfscale/backend_horovod.py): horovodrun, mpirun, srun --mpi
   tf       TensorFlow's own collective ops over gRPC (tfscale/backend_tf.py): mpirun, srun, no compiled extension
 
-`config.train.backend` chooses (tfscale.trainer calls init() with it; tools default to Horovod). With one
+`config.train.backend` chooses (tfscale.trainer and tfscale.evaluate call start(config.train), which inits it
+and sets the threads; tools default to Horovod). With one
 process (no launcher) either works as a world of size 1, so the same code runs single-process and at 512
 ranks. Everything else in tfscale asks this module: rank and size, reductions of numbers and arrays, the
 gradient mean inside the training step, broadcasts of state and of Python objects.

@@ -1,8 +1,8 @@
 r"""Evaluate a run's snapshots and their Collapsed Ensemble (mean of softmax probabilities), per named evaluation.
 
   python -m tfscale.evaluate --workdir=runs/demo
-  horovodrun -np 4 python -m tfscale.evaluate --workdir=/pfs/runs/ce72 --evals=val,val12
-  python -m tfscale.evaluate --workdir=runs/demo --config.evals.val.snapshots=collapse2-1234,collapse3-2345 \
+  horovodrun -np 4 python -m tfscale.evaluate --workdir=/pfs/runs/ce72 --evals=val,ilsvrc2012
+  python -m tfscale.evaluate --workdir=runs/demo --config.evals.val.snapshots=collapse1,collapse \
       --config.data.dir=/local/digits
 
 The evaluations are the run's `config.evals` (config_base: name → splits, crops, snapshots); `--evals`

@@ -102,8 +102,9 @@ def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epoc
                     decay_horizon_epochs: Optional[float] = None, cycles: int, cycle_epochs: float,
                     cycle_horizon_epochs: Optional[float] = None, rewarmup_epochs: float,
                     rewarmup_fraction: float, final_collapse_epochs: float, weight_decay: float,
-                    collapse_weight_decay: float, decay_power: float = 1.0, cycle_power: float = 2.0) -> List[dict]:
-  """The Collapsed-Ensemble recipe in its general form (LRs per 256 images):
+                    collapse_weight_decay: float, decay_power: float = 1.0, cycle_power: float = 2.0,
+                    branch_collapse_epochs: Optional[float] = None) -> List[dict]:
+  """The re-warmup/collapse recipe in epochs (LRs per 256 images):
 
     warmup → poly-`decay_power` decay → cycle 1 (poly-`cycle_power`, snapshot)
     → (re-warmup → cycle k, snapshot) for k = 2…cycles → final collapse (augmentation off, weight decay
@@ -112,9 +113,17 @@ def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epoc
   Each re-warmup climbs from where the previous cycle stopped to `rewarmup_fraction` × that cycle's
   starting LR; each cycle decays over its horizon (2 × its length in the seed: it stops at a quarter of
   its start) and the final collapse starts where the last cycle stopped.
+  `branch_collapse_epochs`: the Collapsed Ensemble — a collapse `collapse<k>` of that length (the final
+  collapse's settings, from where cycle k stopped) branches off the end of every cycle but the last, and the
+  main line re-warms from the weights before it. None: no branches, the cycles' ends are the other snapshots.
   """
   if cycles < 1:
     raise ValueError(f"cycles must be >= 1, got {cycles}")
+
+  def collapse(name, epochs, branch):
+    return phase(name, epochs, "poly", lr_end=0.0, lr_power=2.0, weight_decay=collapse_weight_decay,
+                 augment="collapse", snapshot=True, branch=branch)
+
   plan = [phase("warmup", warmup_epochs, "warmup", lr_start=warmup_start_lr, lr_end=peak_lr,
                 weight_decay=weight_decay),
           phase("decay", decay_epochs, "poly", lr_end=0.0, lr_power=decay_power,
@@ -126,8 +135,9 @@ def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epoc
       plan.append(phase(f"rewarmup{k}", rewarmup_epochs, "warmup", lr_end=cycle_start, weight_decay=weight_decay))
     plan.append(phase(f"cycle{k}", cycle_epochs, "poly", lr_end=0.0, lr_power=cycle_power,
                       lr_horizon_epochs=cycle_horizon_epochs, weight_decay=weight_decay, snapshot=True))
-  plan.append(phase("collapse", final_collapse_epochs, "poly", lr_end=0.0, lr_power=2.0,
-                    weight_decay=collapse_weight_decay, augment="collapse", snapshot=True))
+    if branch_collapse_epochs and k < cycles:
+      plan.append(collapse(f"collapse{k}", branch_collapse_epochs, branch=True))
+  plan.append(collapse("collapse", final_collapse_epochs, branch=False))
   return plan
 
 

@@ -4,7 +4,7 @@ Single process:
   python -m tfscale.train --config=configs/demo_digits.py --workdir=runs/demo
 Distributed (one process per rank; rank 0 prints and writes):
   horovodrun -np 2 -H localhost:2 python -m tfscale.train --config=configs/demo_digits.py --workdir=runs/demo
-  horovodrun -np 512 -H … python -m tfscale.train --config=configs/resnet50_i1k_ce72.py --workdir=/pfs/runs/ce72
+  horovodrun -np 128 -H … python -m tfscale.train --config=configs/resnet50_i1k_ce72.py --workdir=/pfs/runs/ce72
 Any config field can be overridden: --config.train.batch_per_rank=64 --config.data.dir=/local/i1k.
 Rerunning with the same --workdir resumes from its latest checkpoint.
 """
