@@ -370,6 +370,27 @@ def test_staging_copies_each_node_only_its_ranks_shards(digits_shards, tmp_path)
       str(tmp_path / "node1" / f"train-0000{i}-of-00008") for i in (1, 3, 5, 7)]
 
 
+def test_stage_data_sh_stages_every_split_and_evaluate_names_what_is_missing(single_rank_run, digits_raw, tmp_path):
+  """scripts/stage_data.sh as a Slurm step runs it: node 1 of 2 gets its rank's files of every split the
+  manifest lists (ILSVRC2012's protocol needs validation_blacklisted too); evaluating from that copy with
+  one rank, which reads every file, ends in one line naming what is missing."""
+  blacklist = tmp_path / "blacklist.txt"
+  blacklist.write_text("\n".join(str(i) for i in range(1, 360, 9)) + "\n")
+  source, staged = tmp_path / "pfs", tmp_path / "local"
+  run_module("data_prep.imagenet1k", f"--raw_dir={digits_raw}", f"--output_dir={source}", "--train_shards=2",
+             "--val_shards=32", f"--val_blacklist={blacklist}", "--num_workers=2")
+  subprocess.run([os.path.join(REPO, "scripts/stage_data.sh"), str(source), str(staged), "1"], check=True,
+                 capture_output=True, env={**os.environ, "SLURM_NODEID": "1", "SLURM_NNODES": "2",
+                                           "PYTHON": sys.executable})
+  expected = ([shard_format.MANIFEST, shard_format.LABELS, "train-00001-of-00002", "validation_blacklisted-00001-of-00002"]
+              + [f"validation-{i:05d}-of-00032" for i in range(1, 32, 2)])
+  assert sorted(os.listdir(staged)) == sorted(expected)
+  both = "--config.evals.val.splits=('validation', 'validation_blacklisted')"
+  result = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", f"--config.data.dir={staged}", both,
+                      check=False)
+  one_line_error(result, "tfscale.evaluate: error: rank 0: 16 of the shards it reads are missing, e.g. ")  # validation
+
+
 def test_batch_renorm_run_trains_snapshots_and_evaluates(digits_shards, tmp_path):
   """model.renorm through the real entry points: the ramp runs, snapshots load in a fresh process."""
   workdir = tmp_path / "renorm"

@@ -152,7 +152,7 @@ def main(argv):
   try:
     with distributed.peer_failures_as_errors():
       results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
-  except distributed.BackendError as e:
+  except (distributed.BackendError, datasets.DataError) as e:  # e.g. a rank's staged shards missing
     sys.exit(f"tfscale.evaluate: error: {e}")
   if results is not None:  # rank 0
     report(FLAGS.workdir, results)

@@ -4,7 +4,8 @@ r"""Copy to node-local storage the shards this node's ranks will read (no Tensor
 
 Ranks are assumed placed in blocks (node n runs ranks n·P … n·P+P−1, which is what `mpirun --map-by
 ppr:P:node` and Slurm's block distribution do). Each rank's files follow `shard_format.files_for_rank`, the
-rule the input pipeline uses, for every split named in --splits. manifest.json and labels.txt are copied
+rule the input pipeline uses, for every split the manifest lists (--splits narrows it: training and
+evaluation read different ones — ImageNet's ILSVRC2012 protocol reads validation_blacklisted too). manifest.json and labels.txt are copied
 too (`shard_format.metadata_files`); a shard already present with the same size is skipped, and copies land
 under a temporary name and are renamed, so an interrupted staging is finished by running it again.
 scripts/stage_data.sh wraps this.
@@ -24,7 +25,7 @@ flags.DEFINE_string("dst", None, "Node-local directory to fill.")
 flags.DEFINE_integer("node", 0, "This node's index (0-based).")
 flags.DEFINE_integer("nodes", 1, "Number of nodes in the job.")
 flags.DEFINE_integer("ranks_per_node", 1, "Ranks per node.")
-flags.DEFINE_list("splits", ["train", "validation"], "Splits to stage (missing ones are ignored).")
+flags.DEFINE_list("splits", [], "Splits to stage (default: every split in the manifest).")
 
 
 def files_for_node(info: datasets.DatasetInfo, split: str, node: int, nodes: int, ranks_per_node: int):
@@ -44,14 +45,16 @@ def copy_atomically(source: str, target: str) -> bool:
   return True
 
 
-def stage(src, dst, node, nodes, ranks_per_node, splits):
-  """Returns (files copied, bytes copied, files already there)."""
+def stage(src, dst, node, nodes, ranks_per_node, splits=()):
+  """Copies the node's files of `splits` (every split when empty); returns (files copied, bytes copied,
+  files already there)."""
   info = datasets.load(src)
+  for split in splits:
+    info.split(split)  # a one-line DataError naming the splits there are
   os.makedirs(dst, exist_ok=True)
   wanted = shard_format.metadata_files(src)
-  for split in splits:
-    if split in info.splits:
-      wanted += files_for_node(info, split, node, nodes, ranks_per_node)
+  for split in splits or sorted(info.splits):
+    wanted += files_for_node(info, split, node, nodes, ranks_per_node)
   copied = copied_bytes = kept = 0
   for source in wanted:
     if copy_atomically(source, os.path.join(dst, os.path.basename(source))):
