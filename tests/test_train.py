@@ -72,6 +72,21 @@ def test_fewer_shards_than_ranks_without_the_fallback_is_one_line(tmp_path, digi
   one_line_error(result, "8 train shard files for 16 ranks")
 
 
+@pytest.mark.parametrize("override,message", [
+    ("--config.model.name=resnet5O", "model.name 'resnet5O' is not a model tfscale has; known: "),
+    ("--config.model.conv_init=he", "model.conv_init must be one of"),
+    ("--config.optim.name=adam", "optim.name must be one of ('lars', 'sgd'), got 'adam'"),
+    ("--config.data.crop=random", "data.crop must be one of ('inception', 'intel_caffe'), got 'random'"),
+    ("--config.train.gradient_compression=fp8", "train.gradient_compression must be one of ['none', 'fp16']"),
+    ("--config.train.progress=yes", "train.progress must be one of ('auto', 'on', 'off'), got 'yes'"),
+])
+def test_a_config_value_that_names_no_choice_is_one_line(tmp_path, digits_shards, override, message):
+  """Found by trainer.check_config before the backend starts or the log's first line."""
+  result = run_module("tfscale.train", TINY, f"--workdir={tmp_path}", f"--config.data.dir={digits_shards}", override,
+                      check=False)
+  one_line_error(result, f"tfscale.train: error: {message}")
+
+
 def test_evaluate_without_a_run_is_one_line(tmp_path):
   one_line_error(run_module("tfscale.evaluate", f"--workdir={tmp_path}", check=False), "snapshots")
 
@@ -199,6 +214,8 @@ def test_imagenet_protocols_are_two_named_evaluations_over_splits(single_rank_ru
   assert (single_rank_run / workdir_files.EVAL_PLOT).exists()
   unknown = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--evals=nope", check=False)
   one_line_error(unknown, "unknown evaluations ['nope']")
+  views = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--config.evals.val.crops=5", check=False)
+  one_line_error(views, "tfscale.evaluate: error: crops must be 1, 12 or 24, got 5")
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")  # leave the plain result for later tests
 
 

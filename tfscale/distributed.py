@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras
 
 from tfscale import cpu_cores
+from tfscale.config_base import ConfigError
 from tfscale.backend_tf import BackendError  # noqa: F401  (raised by either backend, caught by the mains)
 
 BACKENDS = ("horovod", "tf")
@@ -38,7 +39,7 @@ def init(backend: str):
   elif backend == "tf":
     from tfscale import backend_tf as module
   else:
-    raise ValueError(f"train.backend must be one of {BACKENDS}, got {backend!r}")
+    raise ConfigError(f"train.backend must be one of {BACKENDS}, got {backend!r}")
   _backend = module.Backend()
 
 
@@ -144,14 +145,18 @@ def software_line(versions: dict) -> str:
 GRADIENT_COMPRESSION = ("none", "fp16")
 
 
+def check_compression(compression: str):
+  if compression not in GRADIENT_COMPRESSION:
+    raise ConfigError(f"train.gradient_compression must be one of {list(GRADIENT_COMPRESSION)}, got {compression!r}")
+
+
 def distributed_optimizer(optimizer, compression: str):
   """An optimizer that averages gradients across ranks before applying them (one rank: as is).
   `compression` 'fp16' halves the bytes on the wire (gradients cast to float16 for the allreduce and back):
   1.8× faster allreduce over a 1 Gbit/s link, ≤ 15 % on shared memory (docs/BENCHMARKS.md, Communication).
   The result is a new optimizer object rebuilt from the optimizer's config: the one to build, checkpoint
   and broadcast."""
-  if compression not in GRADIENT_COMPRESSION:
-    raise ValueError(f"train.gradient_compression must be one of {list(GRADIENT_COMPRESSION)}, got {compression!r}")
+  check_compression(compression)
   if size() == 1:
     return optimizer
   return _started().distributed_optimizer(optimizer, compression)

@@ -152,7 +152,8 @@ def main(argv):
   try:
     with distributed.peer_failures_as_errors():
       results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
-  except (distributed.BackendError, datasets.DataError) as e:  # e.g. a rank's staged shards missing
+  # e.g. a rank's staged shards missing, evals.<name>.crops not 1, 12 or 24
+  except (distributed.BackendError, datasets.DataError, config_base.ConfigError) as e:
     sys.exit(f"tfscale.evaluate: error: {e}")
   if results is not None:  # rank 0
     report(FLAGS.workdir, results)

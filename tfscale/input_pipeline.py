@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_prep.shard_format import RECORD_KEYS, files_for_rank
+from tfscale.config_base import ConfigError
 from tfscale.datasets import DataError, DatasetInfo
 
 
@@ -247,15 +248,19 @@ def train_records(info: DatasetInfo, data_config, rank: int = 0, num_ranks: int 
   return records.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * rank, reshuffle_each_iteration=True)
 
 
+def check_training_crop(data_config):
+  if data_config.crop not in TRAINING_CROPS:
+    raise ConfigError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
+
+
 def _training_crop(data_config):
   """crop(image_bytes, seed) → float32 image_size² of 'full' phases, as data.crop names it."""
+  check_training_crop(data_config)
   size, method = data_config.image_size, data_config.resize_method
   scale, ratio = tuple(data_config.scale), tuple(data_config.ratio)
   if data_config.crop == "intel_caffe":
     return lambda image_bytes, seed: intel_caffe_crop(image_bytes, size, scale, ratio[0], seed, method)
-  if data_config.crop == "inception":
-    return lambda image_bytes, seed: random_resized_crop(image_bytes, size, scale, ratio, seed, method)
-  raise ValueError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
+  return lambda image_bytes, seed: random_resized_crop(image_bytes, size, scale, ratio, seed, method)
 
 
 def train_dataset(info: DatasetInfo, data_config, batch_size: int, rank: int = 0, num_ranks: int = 1, *,
@@ -314,9 +319,9 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
   records = _records(files, data_config, shard_records, rank, num_ranks, True)
   size, fraction = data_config.image_size, data_config.eval_crop_fraction
   if crops not in (1, 12, 24):
-    raise ValueError(f"crops must be 1, 12 or 24, got {crops}")
+    raise ConfigError(f"crops must be 1, 12 or 24, got {crops}")
   if crops > 1 and not multicrop_shorter_sides:
-    raise ValueError("multi-crop needs its two shorter-side scales (config.eval.multicrop_shorter_sides)")
+    raise ConfigError("multi-crop needs its two shorter-side scales (config.eval.multicrop_shorter_sides)")
   sides = [s * size for s in multicrop_shorter_sides or ()]
 
   def preprocess(serialized, shard):

@@ -31,6 +31,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from tfscale.config_base import ConfigError
+
 SHAPES = ("warmup", "poly", "constant", "cosine", "step", "caffe")
 CAFFE_POLICIES = ("poly", "poly_cyc", "fixed")
 AUGMENT_MODES = ("full", "collapse")
@@ -43,15 +45,15 @@ def phase(name: str, epochs: float, lr_shape: str, lr_end: float, lr_start: Opti
   """One phase of the plan, validated. For 'warmup' lr_end is the peak; for 'poly' it is the value the curve
   reaches at its horizon (the phase end unless lr_horizon_epochs is longer)."""
   if lr_shape == "caffe":
-    raise ValueError(f"phase {name!r}: write Caffe solvers with caffe_solver(...)")
+    raise ConfigError(f"phase {name!r}: write Caffe solvers with caffe_solver(...)")
   if lr_shape not in SHAPES:
-    raise ValueError(f"phase {name!r}: lr_shape {lr_shape!r} is not one of {SHAPES}")
+    raise ConfigError(f"phase {name!r}: lr_shape {lr_shape!r} is not one of {SHAPES}")
   if augment not in AUGMENT_MODES:
-    raise ValueError(f"phase {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
+    raise ConfigError(f"phase {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
   if epochs <= 0:
-    raise ValueError(f"phase {name!r}: epochs must be positive, got {epochs}")
+    raise ConfigError(f"phase {name!r}: epochs must be positive, got {epochs}")
   if lr_horizon_epochs is not None and (lr_shape != "poly" or lr_horizon_epochs < epochs):
-    raise ValueError(f"phase {name!r}: lr_horizon_epochs is for 'poly' phases and must be >= epochs "
+    raise ConfigError(f"phase {name!r}: lr_horizon_epochs is for 'poly' phases and must be >= epochs "
                      f"({lr_horizon_epochs} with {epochs} epochs of {lr_shape!r})")
   return dict(name=name, epochs=float(epochs), lr_shape=lr_shape, lr_start=lr_start, lr_end=float(lr_end),
               lr_power=float(lr_power), weight_decay=float(weight_decay), augment=augment,
@@ -78,15 +80,15 @@ def caffe_solver(name: str, *, base_lr: float, lr_policy: str, max_iter: int, gl
   branch=True: a `caffe train --weights=<a main-line snapshot>` whose result the main line does not go on from.
   """
   if lr_policy not in CAFFE_POLICIES:
-    raise ValueError(f"solver {name!r}: lr_policy {lr_policy!r} is not one of {CAFFE_POLICIES}")
+    raise ConfigError(f"solver {name!r}: lr_policy {lr_policy!r} is not one of {CAFFE_POLICIES}")
   if lr_policy == "poly_cyc" and not lr_iter:
-    raise ValueError(f"solver {name!r}: 'poly_cyc' needs lr_iter")
+    raise ConfigError(f"solver {name!r}: 'poly_cyc' needs lr_iter")
   stop_iter = max_iter if stop_iter is None else stop_iter
   if not 0 <= start_iter < stop_iter <= max_iter:
-    raise ValueError(f"solver {name!r}: need 0 <= start_iter ({start_iter}) < stop_iter ({stop_iter}) <= "
+    raise ConfigError(f"solver {name!r}: need 0 <= start_iter ({start_iter}) < stop_iter ({stop_iter}) <= "
                      f"max_iter ({max_iter})")
   if augment not in AUGMENT_MODES:
-    raise ValueError(f"solver {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
+    raise ConfigError(f"solver {name!r}: augment {augment!r} is not one of {AUGMENT_MODES}")
   per_256 = 256.0 / global_batch  # plan LRs are per 256 images; compile_plan scales them back
   return dict(name=name, epochs=None, lr_shape="caffe", lr_start=None, lr_end=0.0, lr_power=float(power),
               weight_decay=float(weight_decay), augment=augment, snapshot=bool(snapshot), lr_decay_epochs=[],
@@ -118,7 +120,7 @@ def collapse_cycles(*, peak_lr: float, warmup_start_lr: float = 0.0, warmup_epoc
   main line re-warms from the weights before it. None: no branches, the cycles' ends are the other snapshots.
   """
   if cycles < 1:
-    raise ValueError(f"cycles must be >= 1, got {cycles}")
+    raise ConfigError(f"cycles must be >= 1, got {cycles}")
 
   def collapse(name, epochs, branch):
     return phase(name, epochs, "poly", lr_end=0.0, lr_power=2.0, weight_decay=collapse_weight_decay,
@@ -276,9 +278,9 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
 
   lr_scale multiplies every learning rate of the plan: one knob for LR sweeps of a whole recipe."""
   if not phases:
-    raise ValueError("the plan has no phases")
+    raise ConfigError("the plan has no phases")
   if steps_per_epoch < 1:
-    raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
   scale = global_batch / 256.0 * lr_scale
   boundaries = np.concatenate([[0], phase_ends(phases, steps_per_epoch, global_batch)])
   phases = [_with_later_fields(p) for p in phases]
@@ -288,14 +290,14 @@ def compile_plan(phases: Sequence[dict], steps_per_epoch: int, global_batch: int
   for i, p in enumerate(phases):
     n = int(boundaries[i + 1] - boundaries[i])
     if n <= 0:
-      raise ValueError(f"phase {p['name']!r} is 0 steps long at {steps_per_epoch} steps/epoch, global batch "
+      raise ConfigError(f"phase {p['name']!r} is 0 steps long at {steps_per_epoch} steps/epoch, global batch "
                        f"{global_batch}")
     if not p["branch"] or not phases[i - 1]["branch"]:
       previous_end = main_line_end  # a branch starts where the main line is; the main line resumes where it was
     start = previous_end if p["lr_start"] is None else p["lr_start"] * scale
     if start is None:
       if p["lr_shape"] not in ("warmup", "caffe"):
-        raise ValueError(f"phase {p['name']!r} is first: give it an lr_start")
+        raise ConfigError(f"phase {p['name']!r} is first: give it an lr_start")
       start = 0.0
     values, previous_end = _phase_lr(p, n, start, scale, steps_per_epoch, global_batch)
     if not p["branch"]:
@@ -325,13 +327,13 @@ def _check_branches(phases: Sequence[dict]):
     if not p["branch"]:
       continue
     if i == 0:
-      raise ValueError(f"phase {p['name']!r}: the first phase cannot be a branch (there is no main line to leave)")
+      raise ConfigError(f"phase {p['name']!r}: the first phase cannot be a branch (there is no main line to leave)")
     if i + 1 == len(phases):
-      raise ValueError(f"phase {p['name']!r}: the last phase cannot be a branch (the run would end on the state "
+      raise ConfigError(f"phase {p['name']!r}: the last phase cannot be a branch (the run would end on the state "
                        "the main line had before it)")
     last = not phases[i + 1]["branch"]
     if last and not p["snapshot"]:
-      raise ValueError(f"phase {p['name']!r}: a branch must end in a snapshot (its last phase needs snapshot=True)")
+      raise ConfigError(f"phase {p['name']!r}: a branch must end in a snapshot (its last phase needs snapshot=True)")
 
 
 def compile_for(config, train_images: int, global_batch: int) -> CompiledPlan:

@@ -17,7 +17,7 @@ from tfscale import callbacks, config_base, datasets, distributed, input_pipelin
 from tfscale import job_log, mlperf_log, run_control
 from tfscale import workdir as workdir_files
 from tfscale.lars import LARS, StepTable
-from tfscale.models import create_model
+from tfscale import models
 
 
 @dataclasses.dataclass
@@ -40,11 +40,27 @@ def create_plan(config, train_records: int) -> schedules.CompiledPlan:
   return schedules.compile_for(config, train_records, global_batch_size(config))
 
 
+OPTIMIZERS = ("lars", "sgd")
+PROGRESS = ("auto", "on", "off")
+
+
+def check_config(config):
+  """Every config value that names a choice, checked against its owner's choices before anything starts
+  (the plan is checked when it is compiled, before the first line of the log): one ConfigError line."""
+  models.check_config(config.model)
+  if config.optim.name not in OPTIMIZERS:
+    raise config_base.ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {config.optim.name!r}")
+  input_pipeline.check_training_crop(config.data)
+  distributed.check_compression(config.train.gradient_compression)
+  if config.train.progress not in PROGRESS:
+    raise config_base.ConfigError(f"train.progress must be one of {PROGRESS}, got {config.train.progress!r}")
+
+
 def create_optimizer(config, plan: schedules.CompiledPlan):
   """LARS (or momentum SGD: the same update without adaptation) driven by the plan's LR, WD and momentum
   tables (momentum 0 where the plan restarts the velocity)."""
-  if config.optim.name not in ("lars", "sgd"):
-    raise ValueError(f"optim.name must be 'lars' or 'sgd', got {config.optim.name!r}")
+  if config.optim.name not in OPTIMIZERS:
+    raise config_base.ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {config.optim.name!r}")
   return LARS(learning_rate=StepTable(plan.lr, "learning_rate"),
               weight_decay=StepTable(plan.weight_decay, "weight_decay"),
               momentum=StepTable(np.where(plan.momentum_reset, 0.0, config.optim.momentum), "momentum"),
@@ -90,7 +106,7 @@ def build_model(config, num_classes: int):
               "variables": (tf.Variable(1.0, trainable=False, name="renorm_rmax"),
                             tf.Variable(1.0, trainable=False, name="renorm_rmin"),
                             tf.Variable(0.0, trainable=False, name="renorm_dmax"))}
-  model = create_model(config.model, num_classes, config.data.image_size, renorm=renorm)
+  model = models.create_model(config.model, num_classes, config.data.image_size, renorm=renorm)
   return model, (renorm["variables"] if renorm else None)
 
 
@@ -204,13 +220,14 @@ def train_and_evaluate(config, workdir: str, extra_callbacks=()) -> TrainResult:
   """Trains the config's model through its whole phase plan; resumes from workdir's checkpoints.
   `extra_callbacks` run after the trainer's own at every step (as Keras `fit`'s do: observers such as a
   benchmark's clock; the plan's work is all in StepEnd)."""
+  check_config(config)
   intra, inter = setup_runtime(config)
-  software = distributed.software() if distributed.is_chief() else None  # rank 0 logs and records it
-  if software:
-    logging.info("software: %s", distributed.software_line(software))
   info = datasets.load(config.data.dir, config.data.label_offset, config.data.num_classes)
   datasets.check_rank_sharding(info, "train", distributed.size(), config.data.record_sharding_fallback)
   plan = create_plan(config, info.split("train").records)
+  software = distributed.software() if distributed.is_chief() else None  # rank 0 logs and records it
+  if software:
+    logging.info("software: %s", distributed.software_line(software))
   model, optimizer, renorm_clipping = compile_model(config, plan, info.num_classes)
   manager = restore_or_broadcast(model, optimizer, workdir, config.train.keep_checkpoints)
   start_step = int(optimizer.iterations.numpy())

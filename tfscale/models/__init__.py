@@ -1,7 +1,9 @@
 """Model names → architectures. A dict literal, not a registry: every model tfscale trains is listed here."""
 from typing import Optional
 
-from tfscale.models.resnet import resnet
+from tfscale.config_base import ConfigError
+
+from tfscale.models.resnet import check_options, resnet
 
 _IMAGENET = (64, 128, 256, 512)
 _CIFAR = (16, 32, 64)
@@ -10,7 +12,7 @@ _CIFAR = (16, 32, 64)
 def _wrn_cifar(depth: int, k: int) -> dict:
   """Zagoruyko & Komodakis' WRN-depth-k: (depth − 4) / 6 basic blocks per stage, widths 16k, 32k, 64k."""
   if (depth - 4) % 6:
-    raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
+    raise ConfigError(f"WRN depth must be 6n + 4, got {depth}")
   n = (depth - 4) // 6
   return dict(block="basic", stage_blocks=(n, n, n), stage_widths=_CIFAR, width_multipliers=(k, k, k),
               stem="cifar", stem_width=16)
@@ -36,6 +38,14 @@ ARCHITECTURES = {
 }
 
 
+def check_config(model_config):
+  """A one-line ConfigError unless the model section names a model and options tfscale has."""
+  if model_config.name not in ARCHITECTURES:
+    raise ConfigError(f"model.name {model_config.name!r} is not a model tfscale has; known: "
+                      f"{', '.join(sorted(ARCHITECTURES))}")
+  check_options(model_config.zero_gamma, model_config.conv_init)
+
+
 def create_model(model_config, num_classes: int, image_size: int, renorm: Optional[dict] = None):
   """The architecture `model_config.name` names (a config's `model` section, whose fields and defaults live
   in config_base: `config_base.model_config(name=…)` for one outside a recipe) with a `num_classes` head for
@@ -46,9 +56,8 @@ def create_model(model_config, num_classes: int, image_size: int, renorm: Option
   clipping variables are the run's, so the trainer builds them); `conv_init` names the convolutions'
   initialiser (models/resnet.py: CONV_INITIALIZERS).
   """
+  check_config(model_config)
   name = model_config.name
-  if name not in ARCHITECTURES:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
   architecture = dict(ARCHITECTURES[name])
   if model_config.width_multipliers:
     architecture["width_multipliers"] = tuple(model_config.width_multipliers)

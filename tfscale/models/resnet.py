@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import tf_keras
 from tf_keras import layers
 
+from tfscale.config_base import ConfigError
 
 # ImageNet channel statistics on the 0..255 scale.
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -102,6 +103,17 @@ def _block(x, width, multiplier, strides, kind, name, bn, conv, zero_gamma):
   return layers.ReLU(name=name + "_out")(layers.Add(name=name + "_add")([shortcut, y]))
 
 
+def check_options(zero_gamma, conv_init: str) -> str:
+  """The config's model.zero_gamma (normalised: True/False mean 'all'/'none') if it and model.conv_init name
+  options resnet() has; otherwise a one-line ConfigError."""
+  zero_gamma = {True: "all", False: "none"}.get(zero_gamma, zero_gamma)
+  if zero_gamma not in ZERO_GAMMA:
+    raise ConfigError(f"model.zero_gamma must be one of {ZERO_GAMMA}, got {zero_gamma!r}")
+  if conv_init not in CONV_INITIALIZERS:
+    raise ConfigError(f"model.conv_init must be one of {sorted(CONV_INITIALIZERS)}, got {conv_init!r}")
+  return zero_gamma
+
+
 def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence[int], block: str = "bottleneck",
            width_multipliers: Optional[Sequence[int]] = None, stem: str = "imagenet", stem_width: int = 64,
            *, image_size: int, bn_momentum: float, bn_epsilon: float, zero_gamma, renorm: Optional[dict],
@@ -111,16 +123,12 @@ def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence
   `renorm`: None, or {"rmax", "dmax", "momentum", "variables": (rmax_var, rmin_var, dmax_var)} for batch renorm.
   `zero_gamma`: one of ZERO_GAMMA (True/False mean 'all'/'none').
   """
-  zero_gamma = {True: "all", False: "none"}.get(zero_gamma, zero_gamma)
-  if zero_gamma not in ZERO_GAMMA:
-    raise ValueError(f"zero_gamma must be one of {ZERO_GAMMA}, got {zero_gamma!r}")
-  if conv_init not in CONV_INITIALIZERS:
-    raise ValueError(f"conv_init must be one of {sorted(CONV_INITIALIZERS)}, got {conv_init!r}")
+  zero_gamma = check_options(zero_gamma, conv_init)
   if block not in ("basic", "bottleneck"):
-    raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    raise ConfigError(f"block must be 'basic' or 'bottleneck', got {block!r}")
   multipliers = tuple(width_multipliers or (1,) * len(stage_blocks))
   if len(multipliers) != len(stage_blocks):
-    raise ValueError(f"{len(multipliers)} width multipliers for {len(stage_blocks)} stages")
+    raise ConfigError(f"{len(multipliers)} width multipliers for {len(stage_blocks)} stages")
 
   def bn(layer_name, starts_at_zero=False):
     return _bn(layer_name, bn_momentum, bn_epsilon, starts_at_zero, renorm)
@@ -140,7 +148,7 @@ def resnet(num_classes: int, stage_blocks: Sequence[int], stage_widths: Sequence
     x = conv(stem_width, 3, 1, "stem_conv")(x)
     x = layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
   else:
-    raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+    raise ConfigError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
   for stage, (blocks, width, multiplier) in enumerate(zip(stage_blocks, stage_widths, multipliers)):
     for b in range(blocks):
       strides = 2 if stage > 0 and b == 0 else 1
