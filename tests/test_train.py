@@ -477,6 +477,26 @@ def test_exported_ensemble_serves_jpegs_with_plain_tensorflow_and_matches_evalua
   assert counted["synsets"][1] == 5
   again = run_module("tfscale.export", f"--workdir={single_rank_run}", f"--output={model}", check=False)
   one_line_error(again, "exists and is not empty")
+  unknown = run_module("tfscale.export", f"--workdir={single_rank_run}", f"--output={tmp_path / 'x'}", "--eval=test",
+                       check=False)
+  one_line_error(unknown, "--eval=test: the run's config.evals has ['val']")
+
+
+def test_export_takes_its_members_and_views_from_the_runs_evaluation(single_rank_run, tmp_path):
+  """A run whose evaluation names one member and 12 views exports that, unless told otherwise."""
+  run = tmp_path / "run"
+  shutil.copytree(single_rank_run, run, ignore=shutil.ignore_patterns(workdir_files.CHECKPOINTS))
+  config_file = workdir_files.path(str(run), workdir_files.CONFIG)
+  with open(config_file) as f:
+    config = json.load(f)
+  config["evals"]["val"].update(snapshots="collapse", crops=12)
+  with open(config_file, "w") as f:
+    json.dump(config, f)
+  result = run_module("tfscale.export", f"--workdir={run}", f"--output={tmp_path / 'one'}")
+  assert re.search(r"ensemble of 1 \(collapse-\d+\), 12 view\(s\) per image", result.stdout), result.stdout
+  result = run_module("tfscale.export", f"--workdir={run}", f"--output={tmp_path / 'all'}", "--snapshots=all",
+                      "--crops=1")
+  assert re.search(r"ensemble of 2 \(cycle1-\d+, collapse-\d+\), 1 view\(s\) per image", result.stdout), result.stdout
 
 
 def test_predict_names_bad_files_and_classifies_the_rest(single_rank_run, digits_raw, tmp_path):

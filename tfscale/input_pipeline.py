@@ -167,6 +167,12 @@ def multi_crop_boxes(height, width, size, shorter_sides):
                    for y, x, s in boxes])
 
 
+def check_views(crops: int):
+  """Evaluation's views per image: the center crop, or multi_crop's 12 or 24."""
+  if crops not in (1, 12, 24):
+    raise ConfigError(f"crops must be 1, 12 or 24, got {crops}")
+
+
 def multi_crop(image, size, shorter_sides, flips=False):
   """(views, size, size, 3) from one decoded image: 6 views per scale, then their mirror images if `flips`."""
   shape = tf.shape(image)
@@ -318,8 +324,7 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
   files, shard_records = files_for_rank(info.split(split).files, rank, num_ranks)
   records = _records(files, data_config, shard_records, rank, num_ranks, True)
   size, fraction = data_config.image_size, data_config.eval_crop_fraction
-  if crops not in (1, 12, 24):
-    raise ConfigError(f"crops must be 1, 12 or 24, got {crops}")
+  check_views(crops)
   if crops > 1 and not multicrop_shorter_sides:
     raise ConfigError("multi-crop needs its two shorter-side scales (config.eval.multicrop_shorter_sides)")
   sides = [s * size for s in multicrop_shorter_sides or ()]
