@@ -2,7 +2,7 @@
 # Ubuntu 24.04 rather than Debian 13: its Open MPI is 4.1, the major version tfscale is tested with (Debian 12
 # hosts), which the hybrid MPI model needs on both sides; Debian 13 ships Open MPI 5.0, untested here.
 # Thin on purpose: scripts/install.sh is the one install path, the same that `make` and CI run, and it
-# ends with `horovodrun --check-build`, failing the build unless TensorFlow, MPI and Gloo are all there.
+# checks each install with `horovodrun --check-build`, failing the build unless TensorFlow, MPI and Gloo are all there.
 #   docker build -t tfscale .
 #   docker run --rm tfscale make demo
 #   docker run --rm tfscale horovodrun -np 2 -H localhost:2 python -m tfscale.train \

@@ -59,10 +59,12 @@ def test_dockerfile_builds_through_install_sh_and_runs_unprivileged():
   env = " ".join(args for keyword, args in instructions if keyword == "ENV")
   assert "TFSCALE_VENV=/opt/venv" in env and "PATH=/opt/venv/bin:$PATH" in env
   assert not any(keyword == "ADD" for keyword, _ in instructions)
-  # The build fails unless Horovod has TensorFlow, MPI and Gloo: install.sh's last step checks them.
+  # The build fails unless Horovod has TensorFlow, MPI and Gloo: install.sh checks them before its stamp says
+  # the venv is installed.
   install = read("scripts/install.sh")
   tail = install[install.index('"$venv/bin/horovodrun" --check-build'):]
   assert all(f"'\\[X\\] {part}'" in tail for part in ("TensorFlow", "MPI", "Gloo")) and "exit 1" in tail
+  assert tail.index("exit 1") < tail.index('> "$stamp"')
   ignored = read(".dockerignore").split()
   assert {".venv", "data", "runs", ".git"} <= set(ignored)
 
