@@ -32,8 +32,10 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-import tfscale  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-import tf_keras
+import tfscale  # (TF_USE_LEGACY_KERAS before TensorFlow)
+
+tfscale.quiet_tensorflow_import()  # the tables, without TensorFlow's C++ start-up lines (tf_keras imports it)
+import tf_keras  # noqa: E402
 
 from tfscale_tools import bench_comm
 
