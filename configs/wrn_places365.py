@@ -10,8 +10,9 @@ Target: 12-crop top-5 error 0.125 on the Places-365 validation set (36,500 image
 project's brief attributes to the seed papers (their width factors and plan are not in a source we could
 read). The plan is ours: resnet50_i1k_ce72.py's `smooth` shape in epochs of Places-365's 1.8 M images (the
 authors' ImageNet solver chain is counted in ImageNet iterations, so it is not reused here), with a 5-epoch
-collapse branched off the end of cycles 1 and 2 as in ce72's `ce` variant: main line 72 epochs + branches
-10 = 82 epochs of images. The ensemble is the three collapses, each evaluated on 12 views per image.
+collapse branched off the end of cycles 1 and 2 as in ce72's `ce` variant (but with the main line's
+momentum carried into each branch, as everywhere in the smooth shape; ce's branches start with an empty
+velocity, as Caffe's --weights does): main line 72 epochs + branches 10 = 82 epochs of images. The ensemble is the three collapses, each evaluated on 12 views per image.
 """
 import os
 

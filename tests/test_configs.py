@@ -57,6 +57,23 @@ def test_every_recipe_validates_and_evaluates_splits_its_data_has(name, variant)
   assert set(evaluate.chosen_evals(config, info, [])) == set(config.evals)  # every evaluation runs
 
 
+def test_a_run_reads_back_with_its_own_evaluations(tmp_path):
+  """config.json round trip: a recipe that replaced config.evals (wrn_i22k: `test` only) does not get
+  base_config's `val` merged back, and export's default evaluation is its only one."""
+  from tfscale import config_base
+  from tfscale import workdir as workdir_files
+  _, config = recipe("wrn_i22k")
+  workdir_files.write_config(str(tmp_path), config)
+  read = workdir_files.read_config(str(tmp_path))
+  assert list(read.evals) == ["test"] and read.evals.test.to_dict() == config.evals.test.to_dict()
+  assert config_base.chosen_evaluation(read.evals) == "test"
+  _, ce = recipe("resnet50_i1k_ce72", "ce")
+  workdir_files.write_config(str(tmp_path / "ce"), ce)
+  read = workdir_files.read_config(str(tmp_path / "ce"))
+  assert sorted(read.evals) == ["cycle_snapshots", "ilsvrc2012", "val"]
+  assert config_base.chosen_evaluation(read.evals) == "val" and read.evals.val.snapshots == "collapse1,collapse2,collapse"
+
+
 def test_every_recipe_file_is_covered():
   files = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))}
   assert files - {"demo_digits", "digits_distorted"} == {name for name, _ in RECIPES}

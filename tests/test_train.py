@@ -77,6 +77,8 @@ def test_fewer_shards_than_ranks_without_the_fallback_is_one_line(tmp_path, digi
     ("--config.model.conv_init=he", "model.conv_init must be one of"),
     ("--config.optim.name=adam", "optim.name must be one of ('lars', 'sgd'), got 'adam'"),
     ("--config.data.crop=random", "data.crop must be one of ('inception', 'intel_caffe'), got 'random'"),
+    ("--config.data.resize_method=cubic", "data.resize_method must be one of ("),
+    ("--config.model.dtype=bfloat16", "model.dtype must be one of ('float32', 'mixed_bfloat16'), got 'bfloat16'"),
     ("--config.train.gradient_compression=fp8", "train.gradient_compression must be one of ['none', 'fp16']"),
     ("--config.train.progress=yes", "train.progress must be one of ('auto', 'on', 'off'), got 'yes'"),
 ])
@@ -215,7 +217,7 @@ def test_imagenet_protocols_are_two_named_evaluations_over_splits(single_rank_ru
   unknown = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--evals=nope", check=False)
   one_line_error(unknown, "unknown evaluations ['nope']")
   views = run_module("tfscale.evaluate", f"--workdir={single_rank_run}", "--config.evals.val.crops=5", check=False)
-  one_line_error(views, "tfscale.evaluate: error: crops must be 1, 12 or 24, got 5")
+  one_line_error(views, "tfscale.evaluate: error: crops must be one of (1, 12, 24), got 5")
   run_module("tfscale.evaluate", f"--workdir={single_rank_run}")  # leave the plain result for later tests
 
 

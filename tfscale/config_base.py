@@ -7,6 +7,9 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 
+EVAL_VIEWS = (1, 12, 24)  # the center crop; input_pipeline.multi_crop's 12, or 24 with mirror images
+
+
 def evaluation(splits, crops: int = 1, snapshots: str = "all") -> ml_collections.ConfigDict:
   """One named evaluation of config.evals."""
   return ml_collections.ConfigDict({"splits": tuple(splits), "crops": crops, "snapshots": snapshots})
@@ -171,6 +174,20 @@ def caffe_recipe_config(data_dir: str = "/local/imagenet1k", num_classes: int = 
 
 class ConfigError(ValueError):
   """A command line or config that cannot run; the message says why in one line."""
+
+
+def chosen_evaluation(evals, name=None) -> str:
+  """The evaluation `name` of config.evals, or by default `val`, or the only one (wrn_i22k's `test`)."""
+  name = name or ("val" if "val" in evals or len(evals) != 1 else next(iter(evals)))
+  if name not in evals:
+    raise ConfigError(f"--eval={name}: the run's config.evals has {sorted(evals)}")
+  return name
+
+
+def check_views(crops: int):
+  """Evaluation's views per image (config.evals.<name>.crops, export's --crops)."""
+  if crops not in EVAL_VIEWS:
+    raise ConfigError(f"crops must be one of {EVAL_VIEWS}, got {crops}")
 
 
 def differences(config, base=None) -> list:

@@ -32,6 +32,9 @@ def chosen_evals(config, info, names) -> dict:
   unknown = sorted(set(names) - set(config.evals))
   if unknown:
     raise config_base.ConfigError(f"unknown evaluations {unknown}; config.evals has {sorted(config.evals)}")
+  for name, spec in config.evals.items():
+    if name in names or not names:
+      config_base.check_views(spec.crops)  # before any rank loads a snapshot
   if names:
     for name in names:
       for split in config.evals[name].splits:
@@ -152,7 +155,7 @@ def main(argv):
   try:
     with distributed.peer_failures_as_errors():
       results = ensemble.evaluate(FLAGS.workdir, config, info, evals, snapshots)
-  # e.g. a rank's staged shards missing, evals.<name>.crops not 1, 12 or 24
+  # e.g. a rank's staged shards missing
   except (distributed.BackendError, datasets.DataError, config_base.ConfigError) as e:
     sys.exit(f"tfscale.evaluate: error: {e}")
   if results is not None:  # rank 0

@@ -3,8 +3,8 @@ r"""Export a run's Collapsed Ensemble as one SavedModel that serves encoded imag
   python -m tfscale.export --workdir=runs/demo --output=exported/demo
   python -m tfscale.export --workdir=/pfs/runs/ce72 --output=/pfs/models/ce72 --snapshots=cyc3,collapse --crops=12
 
-The members and views are those of the run's evaluation `--eval` (config.evals, default `val`: what
-tfscale.evaluate reported for the run); --snapshots and --crops choose others.
+The members and views are those of the run's evaluation `--eval` (config.evals; default `val`, or the
+run's only one: what tfscale.evaluate reported for the run); --snapshots and --crops choose others.
 
 `serving_default` takes `images`, a batch of encoded images (JPEG, PNG, BMP or GIF bytes, any size), applies
 exactly the evaluation preprocessing of the run (center crop of data.eval_crop_fraction × the shorter side,
@@ -29,7 +29,8 @@ from tfscale import workdir as workdir_files
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A training run's workdir.")
 flags.DEFINE_string("output", None, "Where the SavedModel goes (a new directory).")
-flags.DEFINE_string("eval", "val", "The run's evaluation (config.evals) whose members and views to export.")
+flags.DEFINE_string("eval", None, "The run's evaluation (config.evals) whose members and views to export "
+                    "(default: `val`, or the run's only one).")
 flags.DEFINE_string("snapshots", None, "'all' or comma-separated snapshot or phase names: the ensemble's members "
                     "(default: the evaluation's).")
 flags.DEFINE_enum("crops", None, ["1", "12", "24"], "Views per image (default: the evaluation's).")
@@ -52,7 +53,7 @@ def build_module(models, data_config, crops: int, multicrop_shorter_sides, synse
   """A tf.Module whose `serve` function maps encoded images to the ensemble's top 5."""
   import tensorflow as tf
   from tfscale import input_pipeline
-  input_pipeline.check_views(crops)
+  config_base.check_views(crops)
   size, fraction, method = data_config.image_size, data_config.eval_crop_fraction, data_config.resize_method
   sides = [s * size for s in multicrop_shorter_sides]
 
@@ -114,10 +115,9 @@ def main(argv):
     if os.path.exists(FLAGS.output) and os.listdir(FLAGS.output):
       raise config_base.ConfigError(f"--output {FLAGS.output} exists and is not empty")
     config, _ = workdir_files.read_run(FLAGS.workdir)
-    if FLAGS.eval not in config.evals:
-      raise config_base.ConfigError(f"--eval={FLAGS.eval}: the run's config.evals has {sorted(config.evals)}")
-    spec = config.evals[FLAGS.eval]
+    spec = config.evals[config_base.chosen_evaluation(config.evals, FLAGS.eval)]
     chosen, crops = FLAGS.snapshots or spec.snapshots, int(FLAGS.crops or spec.crops)
+    config_base.check_views(crops)
     workdir_files.read_run(FLAGS.workdir, chosen)
     tfscale.quiet_tensorflow_import()
     result = export(FLAGS.workdir, FLAGS.output, chosen, crops, FLAGS.data_dir)

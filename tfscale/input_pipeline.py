@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_prep.shard_format import RECORD_KEYS, files_for_rank
-from tfscale.config_base import ConfigError
+from tfscale.config_base import ConfigError, check_views
 from tfscale.datasets import DataError, DatasetInfo
 
 
@@ -167,12 +167,6 @@ def multi_crop_boxes(height, width, size, shorter_sides):
                    for y, x, s in boxes])
 
 
-def check_views(crops: int):
-  """Evaluation's views per image: the center crop, or multi_crop's 12 or 24."""
-  if crops not in (1, 12, 24):
-    raise ConfigError(f"crops must be 1, 12 or 24, got {crops}")
-
-
 def multi_crop(image, size, shorter_sides, flips=False):
   """(views, size, size, 3) from one decoded image: 6 views per scale, then their mirror images if `flips`."""
   shape = tf.shape(image)
@@ -254,14 +248,21 @@ def train_records(info: DatasetInfo, data_config, rank: int = 0, num_ranks: int 
   return records.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * rank, reshuffle_each_iteration=True)
 
 
-def check_training_crop(data_config):
+# tf.image.resize's methods, by the names data.resize_method takes.
+RESIZE_METHODS = ("area", "bicubic", "bilinear", "gaussian", "lanczos3", "lanczos5", "mitchellcubic", "nearest")
+
+
+def check_data_config(data_config):
+  """A one-line ConfigError unless data.crop and data.resize_method name what this pipeline has."""
   if data_config.crop not in TRAINING_CROPS:
     raise ConfigError(f"data.crop must be one of {TRAINING_CROPS}, got {data_config.crop!r}")
+  if data_config.resize_method not in RESIZE_METHODS:
+    raise ConfigError(f"data.resize_method must be one of {RESIZE_METHODS}, got {data_config.resize_method!r}")
 
 
 def _training_crop(data_config):
   """crop(image_bytes, seed) → float32 image_size² of 'full' phases, as data.crop names it."""
-  check_training_crop(data_config)
+  check_data_config(data_config)
   size, method = data_config.image_size, data_config.resize_method
   scale, ratio = tuple(data_config.scale), tuple(data_config.ratio)
   if data_config.crop == "intel_caffe":
@@ -324,7 +325,7 @@ def eval_dataset(info: DatasetInfo, data_config, split: str, batch_size: int, ra
   files, shard_records = files_for_rank(info.split(split).files, rank, num_ranks)
   records = _records(files, data_config, shard_records, rank, num_ranks, True)
   size, fraction = data_config.image_size, data_config.eval_crop_fraction
-  check_views(crops)
+  check_views(crops)  # config_base's
   if crops > 1 and not multicrop_shorter_sides:
     raise ConfigError("multi-crop needs its two shorter-side scales (config.eval.multicrop_shorter_sides)")
   sides = [s * size for s in multicrop_shorter_sides or ()]

@@ -41,16 +41,20 @@ def create_plan(config, train_records: int) -> schedules.CompiledPlan:
 
 
 OPTIMIZERS = ("lars", "sgd")
+DTYPES = ("float32", "mixed_bfloat16")  # the Keras policies tfscale runs (bf16: oneDNN on AVX512_BF16/AMX)
 PROGRESS = ("auto", "on", "off")
 
 
 def check_config(config):
-  """Every config value that names a choice, checked against its owner's choices before anything starts
-  (the plan is checked when it is compiled, before the first line of the log): one ConfigError line."""
+  """The config values that name a choice, checked against their owners' choices before the backend starts
+  (train.backend: tfscale.train's preflight; the plan: when it is compiled, before the log's first line):
+  one ConfigError line."""
   models.check_config(config.model)
   if config.optim.name not in OPTIMIZERS:
     raise config_base.ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {config.optim.name!r}")
-  input_pipeline.check_training_crop(config.data)
+  input_pipeline.check_data_config(config.data)
+  if config.model.dtype not in DTYPES:
+    raise config_base.ConfigError(f"model.dtype must be one of {DTYPES}, got {config.model.dtype!r}")
   distributed.check_compression(config.train.gradient_compression)
   if config.train.progress not in PROGRESS:
     raise config_base.ConfigError(f"train.progress must be one of {PROGRESS}, got {config.train.progress!r}")

@@ -89,13 +89,19 @@ def write_config(workdir: str, config, software: dict | None = None):
 
 
 def read_config(workdir: str):
-  """The run's config over today's base config: a run saved before a field existed reads as its default."""
+  """The run's config over today's base config: a run saved before a field existed reads as its default.
+  Its evaluations are its own, whole (update() would merge base_config's `val` back into a recipe that
+  replaced config.evals)."""
+  import ml_collections
   from tfscale import config_base
   config = config_base.base_config()
   with open(path(workdir, CONFIG)) as f:
     value = json.load(f)
   value.pop(SOFTWARE, None)
+  evals = value.pop("evals", None)
   config.update(value)
+  if evals is not None:
+    config.evals = ml_collections.ConfigDict({name: config_base.evaluation(**spec) for name, spec in evals.items()})
   return config
 
 

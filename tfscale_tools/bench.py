@@ -37,7 +37,7 @@ import tfscale  # (TF_USE_LEGACY_KERAS before TensorFlow)
 tfscale.quiet_tensorflow_import()  # the tables, without TensorFlow's C++ start-up lines (tf_keras imports it)
 import tf_keras  # noqa: E402
 
-from tfscale_tools import bench_comm
+from tfscale_tools import bench_comm  # noqa: E402
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
