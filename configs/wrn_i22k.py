@@ -10,7 +10,9 @@ r"""Wide ResNet-50-2 on ImageNet-22K (all 21,841 classes of fall11_whole): 30 ep
 Target: 36.9 % top-1 on a held-out 22K split in 24–30 epochs at global batch 6,400–7,680 (the figure and
 ranges the project's brief attributes to the seed papers; their exact plan and width factors are not in a
 source we could read). ImageNet-22K has no official validation split: data_prep.imagenet22k holds out a
-hashed per-class fraction as split "test" (--test_fraction, default 2/9.5, i.e. ≈ 7.5 M train / 2 M test). The 21,841-way head alone has 44.8 M parameters
+hashed per-class fraction as split "test" (--test_fraction, default 2/9.5: the 7.5 M train / 2 M test protocol's
+ratio; on fall11_whole's 14.2 M images — image-net.org's count, not checked here — it holds out ≈ 3.0 M and
+trains on ≈ 11.2 M, so an epoch is ≈ 1.5× that protocol's). The 21,841-way head alone has 44.8 M parameters
 (docs/BENCHMARKS.md: memory and step time). Plan, absolute LRs at 7,680: the 72-epoch recipe's shape
 compressed to 30 epochs — warmup 3 epochs to 3.0 (0.1 per 256), poly-1 for 14 epochs over a 38-epoch
 horizon, one 8-epoch poly-2 cycle (snapshot), a 5-epoch collapse (snapshot). With one cycle there is nothing to

@@ -15,6 +15,7 @@ sorted-wnid order over the kept classes (all 21,841 of fall11 when nothing is dr
 import hashlib
 import multiprocessing
 import os
+import re
 import tarfile
 
 from absl import app, flags
@@ -58,14 +59,18 @@ def hashed_split(wnid: str, names, test_fraction: float, seed: int):
   return set(ordered[:max(n_test, 0)])
 
 
+WNID = re.compile(r"n\d{8}")
+
+
 def synset_sources(raw_dir: str):
-  """{wnid: tar or folder path}; a wnid present as both uses the folder."""
+  """{wnid: tar or folder path} of the entries named by a WordNet id (n01440764.tar, n01440764/); a wnid
+  present as both uses the folder. Anything else — e.g. the unextracted fall11_whole.tar — is not a class."""
   sources = {}
   for entry in sorted(os.listdir(raw_dir)):
     path = os.path.join(raw_dir, entry)
-    if entry.endswith(".tar") and os.path.isfile(path):
+    if entry.endswith(".tar") and WNID.fullmatch(entry[:-4]) and os.path.isfile(path):
       sources.setdefault(entry[:-4], path)
-    elif os.path.isdir(path) and entry.startswith("n"):
+    elif os.path.isdir(path) and WNID.fullmatch(entry):
       sources[entry] = path
   return sources
 
@@ -75,7 +80,9 @@ def collect(raw_dir, label_offset, test_fraction, split_seed, min_images, num_wo
   """Returns (splits, classes, dropped classes)."""
   sources = synset_sources(raw_dir)
   if not sources:
-    raise app.UsageError(f"{raw_dir} has no <wnid>.tar files or <wnid>/ folders")
+    tars = sorted(e for e in os.listdir(raw_dir) if e.endswith(".tar"))
+    raise app.UsageError(f"{raw_dir} has no <wnid>.tar files or <wnid>/ folders (n01440764.tar, n01440764/)"
+                         + (f"; extract {tars[0]} first" if tars else ""))
   wnids = sorted(sources)
   with multiprocessing.get_context("spawn").Pool(num_workers or os.cpu_count()) as pool:
     listings = pool.map(list_synset, [sources[w] for w in wnids], chunksize=16)
@@ -85,6 +92,8 @@ def collect(raw_dir, label_offset, test_fraction, split_seed, min_images, num_wo
       dropped.append({"synset": wnid, "images": len(images)})
     else:
       kept.append((wnid, images))
+  if not kept:
+    raise app.UsageError(f"{raw_dir}: no class has --min_images_per_class={min_images} images")
   words = read_synset_words(find_file(raw_dir, synset_words, "words.txt", "synset_words.txt"))
   train, test = [], []
   for label, (wnid, images) in enumerate(kept):

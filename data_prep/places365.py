@@ -22,7 +22,7 @@ flags.DEFINE_enum("variant", "standard", ["standard", "challenge"], "Which train
 flags.DEFINE_string("train_image_dir", None, "Training images root (default: raw_dir/data_large or data_256).")
 flags.DEFINE_string("val_image_dir", None, "Validation images root (default: raw_dir/val_large or val_256).")
 flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
-flags.DEFINE_integer("val_shards", 128, "Number of validation shards.")
+flags.DEFINE_integer("val_shards", 128, "Number of validation shards (0: convert the training images only).")
 
 
 def read_categories(path):
@@ -64,16 +64,19 @@ def main(argv):
   val_list = find_file(raw, None, "places365_val.txt")
   train_dir = find_file(raw, FLAGS.train_image_dir, "data_large", "data_256")
   val_dir = find_file(raw, FLAGS.val_image_dir, "val_large", "val_256")
-  missing = [name for name, value in (("categories_places365.txt", categories),
-                                      (f"places365_train_{FLAGS.variant}.txt", train_list),
-                                      ("data_large/ or data_256/", train_dir)) if not value]
+  needed = [("categories_places365.txt", categories), (f"places365_train_{FLAGS.variant}.txt", train_list),
+            ("data_large/ or data_256/", train_dir)]
+  if FLAGS.val_shards:  # a recipe evaluates on validation: without it a conversion is not done
+    needed += [("places365_val.txt", val_list), ("val_large/ or val_256/", val_dir)]
+  missing = [name for name, value in needed if not value]
   if missing:
-    cli.fail(program, f"{raw} lacks {', '.join(missing)}")
+    cli.fail(program, f"{raw} lacks {', '.join(missing)}"
+             + (" (--val_shards=0 converts the training images only)" if FLAGS.val_shards else ""))
   cli.prepare_output(program)
   names = read_categories(categories)
   classes = {i: (name, name[3:] if name[2:3] == "/" else name.lstrip("/")) for name, i in names}
   splits = {"train": shards.Split(read_list(train_list, train_dir, classes, FLAGS.label_offset), FLAGS.train_shards)}
-  if val_list and val_dir:
+  if FLAGS.val_shards:
     splits["validation"] = shards.Split(read_list(val_list, val_dir, classes, FLAGS.label_offset), FLAGS.val_shards)
   cli.convert(f"places365_{FLAGS.variant}", splits, [{"synset": s, "text": t} for s, t in classes.values()],
               ("variant", "train_shards", "val_shards"))

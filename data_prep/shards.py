@@ -7,6 +7,7 @@ beside a small sidecar with its counts, so a killed run is resumed by simply run
 shards are kept, the rest are written, and the result is byte-identical to an uninterrupted run.
 """
 import dataclasses
+import hashlib
 import io
 import json
 import multiprocessing
@@ -112,6 +113,14 @@ class ShardTask:
   resize_shorter: int
   quality: int
 
+  def inputs(self) -> str:
+    """A hash of everything the shard's bytes depend on: its images and their labels, classes, names and
+    places, and the re-encoding. A rerun keeps a finished shard only if this is unchanged."""
+    digest = hashlib.sha256(f"{self.resize_shorter}\0{self.quality}".encode())
+    for e in self.entries:
+      digest.update(f"\n{e.path}\0{e.label}\0{e.synset}\0{e.text}\0{e.name}\0{e.offset}\0{e.size}".encode())
+    return digest.hexdigest()[:16]
+
 
 def _where(entry: Entry) -> str:
   return entry.path if entry.offset < 0 else f"{entry.path}:{entry.filename}"
@@ -157,7 +166,8 @@ def write_shard(task: ShardTask) -> dict:
       records += 1
   finally:
     writer.close()
-  meta = {"name": task.name, "records": records, "images": len(task.entries), "skipped": skipped}
+  meta = {"name": task.name, "records": records, "images": len(task.entries), "inputs": task.inputs(),
+          "skipped": skipped}
   sidecar = _sidecar(task.output_dir, task.name)
   with open(sidecar + ".tmp", "w") as f:
     json.dump(meta, f)
@@ -226,9 +236,11 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
   for stale in os.listdir(output_dir):  # half-written shards of a killed run
     if ".tmp-" in stale:
       os.remove(os.path.join(output_dir, stale))
-  layout, tasks, done = _plan_shards(output_dir, splits, options, shuffle_seed)
-  if done:
-    print(f"resuming: {len(done)} shards already written, {len(tasks)} to go", file=sys.stderr)
+  layout, tasks, done, changed = _plan_shards(output_dir, splits, options, shuffle_seed)
+  if done or changed:
+    print(f"resuming: {len(done)} shards already written, {len(tasks)} to go"
+          + (f" ({changed} of them written before from other inputs or options)" if changed else ""),
+          file=sys.stderr)
   done.update(_write_shards(tasks, num_workers))
   manifest = _manifest(dataset, layout, splits, done, classes, label_offset, options, extra)
   write_labels(output_dir, [c["synset"] for c in classes])
@@ -237,8 +249,9 @@ def convert(dataset: str, output_dir: str, splits: Dict[str, Split], classes: Se
 
 
 def _plan_shards(output_dir, splits, options, shuffle_seed):
-  """({split: shard names}, tasks still to write, {name: metadata} of shards a previous run finished)."""
-  tasks, done, layout = [], {}, {}
+  """({split: shard names}, tasks still to write, {name: metadata} of shards a previous run finished from
+  the same inputs, how many finished shards had other inputs — e.g. another --label_offset — and are redone)."""
+  tasks, done, layout, changed = [], {}, {}, 0
   for split, spec in splits.items():
     entries = list(spec.entries)
     if split.startswith("train"):
@@ -246,13 +259,14 @@ def _plan_shards(output_dir, splits, options, shuffle_seed):
     chunks = split_into_shards(entries, spec.num_shards) if entries else []
     layout[split] = [shard_name(split, i, len(chunks)) for i in range(len(chunks))]
     for name, chunk in zip(layout[split], chunks):
+      task = ShardTask(output_dir, name, chunk, options.get("resize_shorter", 0), options.get("jpeg_quality", 90))
       meta = _finished(output_dir, name)
-      if meta is not None and meta["images"] == len(chunk):
+      if meta is not None and meta.get("inputs") == task.inputs():
         done[name] = meta
       else:
-        tasks.append(ShardTask(output_dir, name, chunk, options.get("resize_shorter", 0),
-                               options.get("jpeg_quality", 90)))
-  return layout, tasks, done
+        changed += meta is not None
+        tasks.append(task)
+  return layout, tasks, done, changed
 
 
 def _write_shards(tasks, num_workers) -> dict:

@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -105,6 +106,40 @@ def test_places365_lists(tmp_path, variant, train_records):
   for r in records(tmp_path / "out", "validation"):
     index = int(r["filename"].numpy().decode()[14:22]) - 1
     assert int(r["label"]) == index % 3
+
+
+def test_a_rerun_with_other_options_rewrites_the_shards_they_change(tmp_path):
+  """The same command with another --label_offset (or re-encoding) must not keep shards written with the old
+  labels under a manifest that states the new ones; unchanged inputs are still kept."""
+  raw = tmp_path / "raw"
+  raw_trees.imagenet1k_tree(raw, classes=3, per_class=4, val_per_class=2)
+  out = tmp_path / "out"
+  args = ["--train_shards=2", "--val_shards=1", "--num_workers=1"]
+  convert("imagenet1k", raw, out, *args)
+  manifest, result = convert("imagenet1k", raw, out, *args, "--label_offset=1")
+  assert "resuming: 0 shards already written, 3 to go (3 of them written before from other inputs" in result.stderr
+  assert manifest["label_offset"] == 1
+  assert sorted({int(r["label"]) for r in records(out, "train")}) == [1, 2, 3]
+  _, again = convert("imagenet1k", raw, out, *args, "--label_offset=1")
+  assert "resuming: 3 shards already written, 0 to go" in again.stderr
+
+
+def test_converters_refuse_raw_trees_that_would_convert_to_nothing(tmp_path):
+  """The unextracted fall11_whole.tar is not a class, and Places without its validation files is not done."""
+  raw = tmp_path / "i22k"
+  raw.mkdir()
+  with tarfile.open(raw / "fall11_whole.tar", "w"):
+    pass
+  result = run_module("data_prep.imagenet22k", f"--raw_dir={raw}", f"--output_dir={tmp_path / 'a'}", check=False)
+  assert result.returncode != 0 and "has no <wnid>.tar files or <wnid>/ folders" in result.stderr
+  assert "extract fall11_whole.tar first" in result.stderr
+  places = tmp_path / "places"
+  raw_trees.places365_tree(places)
+  (places / "places365_val.txt").unlink()
+  result = run_module("data_prep.places365", f"--raw_dir={places}", f"--output_dir={tmp_path / 'b'}", check=False)
+  assert result.returncode != 0 and "lacks places365_val.txt (--val_shards=0 converts" in result.stderr
+  manifest, _ = convert("places365", places, tmp_path / "c", "--train_shards=2", "--val_shards=0", "--num_workers=1")
+  assert list(manifest["splits"]) == ["train"]
 
 
 def test_killed_run_resumes_to_byte_identical_output(tmp_path):
