@@ -124,6 +124,19 @@ def test_launchers_refuse_bad_shapes_in_one_line(args, message):
   assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_mpirun_forwards_the_launching_shells_tfscale_settings_to_remote_ranks():
+  env = {**MINIMAL_ENV, "TFSCALE_TF_IFACE": "ib0", "TFSCALE_TF_TIMEOUT": "900", "TFSCALE_MALLOC": "jemalloc"}
+  out = launch("mpirun.sh", "--hosts=a,b", "--cores-per-node=4", "--dry-run", "--", "x", env=env).stdout
+  assert " -x PATH -x TFSCALE_MALLOC -x TFSCALE_TF_IFACE -x TFSCALE_TF_TIMEOUT " in out, out
+
+
+def test_slurm_script_outside_an_allocation_needs_the_compute_nodes_cores():
+  """sbatch runs on a login node: its CPU count would size every rank of the job (it did, silently)."""
+  result = launch("slurm.sh", "--nodes=2", "--dry-run", "--", "x", check=False)
+  assert result.returncode == 2 and result.stderr.strip() == (
+      "slurm.sh: --cores-per-node=C is needed outside an allocation (the compute nodes' physical cores)")
+
+
 def test_cpu_env_threads_follow_the_cores_of_the_rank():
   all_cores = os.cpu_count()
   assert cpu_env("20") == {"TF_NUM_INTRAOP_THREADS": "20", "TF_NUM_INTEROP_THREADS": "2", "OMP_NUM_THREADS": "20",

@@ -6,7 +6,8 @@ launch_usage() {
 usage: $(basename "$0") [options] -- COMMAND [ARGS…]
   --nodes=N             nodes in the job (default: the hosts given, or the Slurm allocation, or 1)
   --ranks-per-node=P    ranks per node (default 2: one per socket of a 2-socket node, as in the paper)
-  --cores-per-node=C    physical cores per node (default: SLURM_CPUS_ON_NODE, else this machine's)
+  --cores-per-node=C    physical cores per node (default: SLURM_CPUS_ON_NODE inside an allocation, else
+                        this machine's physical cores; slurm.sh outside an allocation needs it)
   --hosts=H1,H2,…       node names (mpirun/horovodrun; each gets P slots)
   --hostfile=FILE       one node name per line instead of --hosts
   --image=FILE.sif      run every rank inside this Apptainer/Singularity image (hybrid MPI model)
@@ -72,7 +73,16 @@ launch_parse() {
   if ((${#hosts[@]})) && ((${#hosts[@]} != nodes)); then
     launch_die "--nodes=$nodes but ${#hosts[@]} hosts given"
   fi
-  cores_per_node=${cores_per_node:-${SLURM_CPUS_ON_NODE:-$(nproc --all)}}
+  if [[ -z $cores_per_node ]]; then
+    if [[ -n ${SLURM_CPUS_ON_NODE:-} ]]; then
+      cores_per_node=$SLURM_CPUS_ON_NODE
+    elif [[ $(basename "$0") == slurm.sh ]]; then  # sbatch runs on a login node, whose CPUs say nothing
+      launch_die "--cores-per-node=C is needed outside an allocation (the compute nodes' physical cores)"
+    else  # this machine's physical cores (hyperthreads are not cores: one rank thread per core)
+      cores_per_node=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l)
+      ((cores_per_node)) || cores_per_node=$(nproc --all)
+    fi
+  fi
   for value in nodes ranks_per_node cores_per_node; do
     [[ ${!value} =~ ^[1-9][0-9]*$ ]] || launch_die "--${value//_/-} must be a positive integer, got '${!value}'"
   done
@@ -113,9 +123,11 @@ launch_mpirun_command() {
   else
     mpirun_command+=(--map-by "ppr:$ranks_per_node:node" --bind-to none)
   fi
-  # Remote ranks do not inherit the launching shell's environment; these are the ones a venv needs.
+  # Remote ranks do not inherit the launching shell's environment: the ones a venv needs, and every
+  # TFSCALE_* the shell set (the allocator, the tf backend's interface, port and timeouts), so that each rank
+  # runs with the launching shell's settings.
   local name
-  for name in PATH LD_LIBRARY_PATH PYTHONPATH TFSCALE_VENV TFSCALE_MALLOC; do
+  for name in PATH LD_LIBRARY_PATH PYTHONPATH $(compgen -e | grep "^TFSCALE_" | sort); do
     [[ -n ${!name:-} ]] && mpirun_command+=(-x "$name")
   done
   mpirun_command+=("${rank_command[@]}")
