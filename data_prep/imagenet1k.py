@@ -18,7 +18,7 @@ import re
 from absl import app, flags
 
 from data_prep import cli, shards
-from data_prep.listing import find_file, list_images, read_synset_words
+from data_prep.listing import find_file, list_images, read_devkit_order, read_synset_words
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("raw_dir", None, "ILSVRC2012 root: train/<wnid>/*.JPEG and val/.")
@@ -27,7 +27,9 @@ flags.DEFINE_integer("val_shards", 128, "Number of validation shards.")
 flags.DEFINE_string("val_ground_truth", None,
                     "Devkit ground truth for a flat val/ (default: raw_dir/ILSVRC2012_validation_ground_truth.txt).")
 flags.DEFINE_string("val_synsets", None,
-                    "Devkit synset order for the ground truth ids (default: raw_dir/ILSVRC2012_synsets.txt).")
+                    "The ground truth ids' synsets: the devkit's data/meta.mat, or a text file of wnids in "
+                    "ILSVRC2012_ID order (default: raw_dir/ILSVRC2012_synsets.txt, else "
+                    "raw_dir/ILSVRC2012_devkit_t12/data/meta.mat).")
 flags.DEFINE_string("val_solution_csv", None, "Kaggle LOC_val_solution.csv (default: raw_dir/LOC_val_solution.csv).")
 flags.DEFINE_string("synset_words", None,
                     "wnid-to-words file (default: raw_dir/LOC_synset_mapping.txt or synset_words.txt).")
@@ -50,16 +52,27 @@ def validation_wnids(raw_dir, val_dir, listings: dict):
       wnid_of = {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
     return [(os.path.join(val_dir, f), wnid_of[os.path.splitext(f)[0]]) for f in files
             if os.path.splitext(f)[0] in wnid_of]
-  ground_truth = find_file(raw_dir, listings.get("val_ground_truth"), "ILSVRC2012_validation_ground_truth.txt")
-  synsets = find_file(raw_dir, listings.get("val_synsets"), "ILSVRC2012_synsets.txt")
+  ground_truth = find_file(raw_dir, listings.get("val_ground_truth"), "ILSVRC2012_validation_ground_truth.txt",
+                           os.path.join("ILSVRC2012_devkit_t12", "data", "ILSVRC2012_validation_ground_truth.txt"))
+  synsets = find_file(raw_dir, listings.get("val_synsets"), "ILSVRC2012_synsets.txt",
+                      os.path.join("ILSVRC2012_devkit_t12", "data", "meta.mat"))
   if not (ground_truth and synsets):
     raise app.UsageError(f"{val_dir} is flat: give --val_ground_truth with --val_synsets, or --val_solution_csv")
   with open(ground_truth) as f:
     ids = [int(line) for line in f if line.strip()]
-  with open(synsets) as f:
-    devkit_order = [line.split()[0] for line in f if line.strip()]
-  # The devkit numbers images ILSVRC2012_val_00000001 … in ground-truth line order.
-  return [(os.path.join(val_dir, f), devkit_order[ids[int(VAL_ID.search(f).group(1)) - 1] - 1]) for f in files]
+  try:
+    devkit_order = read_devkit_order(synsets)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  pairs = []
+  for f in files:
+    match = VAL_ID.search(f)
+    if not match or not 1 <= int(match.group(1)) <= len(ids):
+      raise app.UsageError(f"{os.path.join(val_dir, f)}: not one of the {len(ids)} ILSVRC2012_val_<n> images "
+                           f"{ground_truth} lists")
+    # The devkit numbers images ILSVRC2012_val_00000001 … in ground-truth line order.
+    pairs.append((os.path.join(val_dir, f), devkit_order[ids[int(match.group(1)) - 1] - 1]))
+  return pairs
 
 
 def read_blacklist(path):

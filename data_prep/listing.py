@@ -30,3 +30,21 @@ def find_file(root: str, given, *names):
     if os.path.exists(os.path.join(root, name)):
       return os.path.join(root, name)
   return None
+
+
+def read_devkit_order(path):
+  """The wnids in ILSVRC2012_ID order (ID 1 first): from the devkit's meta.mat (its leaf synsets), or from a
+  text file with one wnid per line. The 1,000 ILSVRC classes sorted by wnid are refused: the devkit's ids
+  are not in that order (ID 1 is n02119789), so a sorted list (e.g. Caffe's synsets.txt) mislabels ~all."""
+  if path.endswith(".mat"):
+    from scipy.io import loadmat  # scikit-learn's dependency; only this layout needs it
+    rows = loadmat(path, squeeze_me=True)["synsets"]
+    order = [str(r["WNID"]) for r in sorted((r for r in rows if int(r["num_children"]) == 0),
+                                             key=lambda r: int(r["ILSVRC2012_ID"]))]
+  else:
+    with open(path) as f:
+      order = [line.split()[0] for line in f if line.strip()]
+  if len(order) == 1000 and order == sorted(order):
+    raise ValueError(f"{path} lists the classes in sorted order, not the devkit's ILSVRC2012_ID order: "
+                     "give the devkit's data/meta.mat as --val_synsets")
+  return order

@@ -6,6 +6,7 @@ import sys
 import tarfile
 import time
 
+import numpy as np
 import pytest
 
 import raw_trees
@@ -23,12 +24,21 @@ def records(out, split):
           for r in read_with_tensorflow(shard)]
 
 
-@pytest.mark.parametrize("layout", ["devkit", "loc_csv", "sorted"])
+@pytest.mark.parametrize("layout", ["devkit", "devkit_meta_mat", "loc_csv", "sorted"])
 def test_imagenet1k_validation_layouts_agree(tmp_path, layout):
   raw = tmp_path / "raw"
   wnids = raw_trees.imagenet1k_tree(raw)
   if layout == "devkit":
     os.remove(raw / "LOC_val_solution.csv")
+  elif layout == "devkit_meta_mat":  # the devkit as it ships: ids in data/meta.mat, beside non-leaf synsets
+    from scipy.io import savemat
+    os.remove(raw / "LOC_val_solution.csv")
+    order = (raw / "ILSVRC2012_synsets.txt").read_text().split()
+    os.remove(raw / "ILSVRC2012_synsets.txt")
+    rows = [(i + 1, wnid, 0) for i, wnid in enumerate(order)] + [(len(order) + 1, "n00001740", 2)]
+    synsets = np.array(rows[::-1], dtype=[("ILSVRC2012_ID", "i4"), ("WNID", "U9"), ("num_children", "i4")])
+    os.makedirs(raw / "ILSVRC2012_devkit_t12" / "data")
+    savemat(raw / "ILSVRC2012_devkit_t12" / "data" / "meta.mat", {"synsets": synsets.reshape(-1, 1)})
   elif layout == "sorted":  # val/<wnid>/ as many mirrors ship it
     os.remove(raw / "LOC_val_solution.csv")
     truth = (raw / "ILSVRC2012_validation_ground_truth.txt").read_text().split()
@@ -44,6 +54,15 @@ def test_imagenet1k_validation_layouts_agree(tmp_path, layout):
     assert r["synset"].numpy().decode() == wnids[index % 3]
     assert int(r["label"]) == index % 3
     assert r["text"].numpy().decode().startswith("thing ")
+
+
+def test_imagenet1k_refuses_a_sorted_synset_list_for_the_devkit_ids(tmp_path):
+  """Caffe's synsets.txt is the 1,000 wnids sorted; the devkit's ground-truth ids are not in that order."""
+  from data_prep import listing
+  synsets = tmp_path / "synsets.txt"
+  synsets.write_text("".join(f"n{i:08d}\n" for i in range(1000)))
+  with pytest.raises(ValueError, match="sorted order, not the devkit's ILSVRC2012_ID order"):
+    listing.read_devkit_order(str(synsets))
 
 
 def test_imagenet1k_blacklist_and_one_based_labels(tmp_path):
