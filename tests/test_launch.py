@@ -68,8 +68,10 @@ def test_slurm_dry_run_is_a_batch_script_around_the_same_mpirun():
   for directive in ("--nodes=64", "--ntasks-per-node=2", "--cpus-per-task=24", "--exclusive",
                     "--time=05:00:00", "--partition=skx-normal"):
     assert f"#SBATCH {directive}" in lines, directive
-  assert ("srun --ntasks-per-node=1 apptainer exec tfscale.sif /opt/tfscale/scripts/stage_data.sh "
-          "/pfs/i1k /local/i1k 2") in lines
+  # Apptainer binds only $HOME, $PWD and /tmp: the staging step binds both ends, the node-local one made first.
+  assert "srun --ntasks-per-node=1 mkdir -p /local/i1k" in lines
+  assert ("srun --ntasks-per-node=1 apptainer exec -B /pfs/i1k,/local/i1k tfscale.sif "
+          "/opt/tfscale/scripts/stage_data.sh /pfs/i1k /local/i1k 2") in lines
   mpirun = next(line for line in lines if line.startswith("mpirun "))
   assert mpirun == ("mpirun -np 128 --map-by ppr:2:node:PE=24 --bind-to core --report-bindings -x PATH "
                     "apptainer exec tfscale.sif /opt/tfscale/scripts/cpu_env.sh 24 -- python -m tfscale.train "
@@ -124,10 +126,11 @@ def test_launchers_refuse_bad_shapes_in_one_line(args, message):
   assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_mpirun_forwards_the_launching_shells_tfscale_settings_to_remote_ranks():
-  env = {**MINIMAL_ENV, "TFSCALE_TF_IFACE": "ib0", "TFSCALE_TF_TIMEOUT": "900", "TFSCALE_MALLOC": "jemalloc"}
+def test_mpirun_forwards_the_launching_shells_settings_to_remote_ranks():
+  env = {**MINIMAL_ENV, "TFSCALE_TF_IFACE": "ib0", "TFSCALE_TF_TIMEOUT": "900", "TFSCALE_MALLOC": "jemalloc",
+         "APPTAINER_BIND": "/pfs,/local"}
   out = launch("mpirun.sh", "--hosts=a,b", "--cores-per-node=4", "--dry-run", "--", "x", env=env).stdout
-  assert " -x PATH -x TFSCALE_MALLOC -x TFSCALE_TF_IFACE -x TFSCALE_TF_TIMEOUT " in out, out
+  assert " -x PATH -x APPTAINER_BIND -x TFSCALE_MALLOC -x TFSCALE_TF_IFACE -x TFSCALE_TF_TIMEOUT " in out, out
 
 
 def test_slurm_script_outside_an_allocation_needs_the_compute_nodes_cores():

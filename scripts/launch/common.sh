@@ -123,11 +123,11 @@ launch_mpirun_command() {
   else
     mpirun_command+=(--map-by "ppr:$ranks_per_node:node" --bind-to none)
   fi
-  # Remote ranks do not inherit the launching shell's environment: the ones a venv needs, and every
-  # TFSCALE_* the shell set (the allocator, the tf backend's interface, port and timeouts), so that each rank
-  # runs with the launching shell's settings.
-  local name
-  for name in PATH LD_LIBRARY_PATH PYTHONPATH $(compgen -e | grep "^TFSCALE_" | sort); do
+  # Remote ranks do not inherit the launching shell's environment: the ones a venv needs, the image's bind
+  # paths (Apptainer binds only $HOME, $PWD and /tmp: APPTAINER_BIND=/pfs,/local), and every TFSCALE_* the
+  # shell set (the allocator, the tf backend's interface, port and timeouts).
+  local name forwarded=(PATH LD_LIBRARY_PATH PYTHONPATH APPTAINER_BIND SINGULARITY_BIND)
+  for name in "${forwarded[@]}" $(compgen -e | grep "^TFSCALE_" | sort); do
     [[ -n ${!name:-} ]] && mpirun_command+=(-x "$name")
   done
   mpirun_command+=("${rank_command[@]}")

@@ -53,9 +53,13 @@ batch_script() {
   echo "cd $(printf '%q' "$PWD")"
   if [[ -n $stage_data ]]; then
     [[ $stage_data == *:* ]] || launch_die "--stage-data wants SRC:DST"
-    local stage=("$launch_repo/scripts/stage_data.sh" "${stage_data%%:*}" "${stage_data#*:}" "$ranks_per_node")
-    [[ -n $image ]] && stage=(apptainer exec "$image" /opt/tfscale/scripts/stage_data.sh "${stage[@]:1}")
+    local src=${stage_data%%:*} dst=${stage_data#*:}
+    local stage=("$launch_repo/scripts/stage_data.sh" "$src" "$dst" "$ranks_per_node")
     echo "# each node copies the shards its ranks will read (the input pipeline's file-to-rank rule)"
+    if [[ -n $image ]]; then  # Apptainer binds only $HOME, $PWD and /tmp: both ends, DST made first
+      launch_print srun --ntasks-per-node=1 mkdir -p "$dst"
+      stage=(apptainer exec -B "$src,$dst" "$image" /opt/tfscale/scripts/stage_data.sh "${stage[@]:1}")
+    fi
     launch_print srun --ntasks-per-node=1 "${stage[@]}"
   fi
   if [[ $slurm_chain == none ]]; then
