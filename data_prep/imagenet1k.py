@@ -6,7 +6,8 @@
 raw_dir holds `train/<wnid>/*.JPEG` and a validation set in one of three layouts:
   * `val/<wnid>/*.JPEG` (already sorted by class);
   * flat `val/ILSVRC2012_val_XXXXXXXX.JPEG` with the devkit's `ILSVRC2012_validation_ground_truth.txt`
-    (1-based ILSVRC2012 ids) and the devkit's synset order (`--val_synsets`, one wnid per line: id 1 first);
+    (1-based ILSVRC2012 ids) and the ids' synsets: the devkit's `data/meta.mat` (found under
+    `ILSVRC2012_devkit_t12/`, or `--val_synsets`), or a text file of wnids in id order (id 1 first);
   * flat `val/` with Kaggle's `LOC_val_solution.csv`.
 Class names come from `LOC_synset_mapping.txt` or `synset_words.txt` when present. Labels are 0-based
 in sorted-wnid order (`--label_offset=1` for the classic 1-based convention).

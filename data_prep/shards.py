@@ -114,11 +114,12 @@ class ShardTask:
   quality: int
 
   def inputs(self) -> str:
-    """A hash of everything the shard's bytes depend on: its images and their labels, classes, names and
-    places, and the re-encoding. A rerun keeps a finished shard only if this is unchanged."""
+    """A hash of everything the shard's bytes depend on: its images (by class and file name, as the records
+    name them: the same tree under another path or mount is the same input) and their labels and texts, and
+    the re-encoding. A rerun keeps a finished shard only if this is unchanged."""
     digest = hashlib.sha256(f"{self.resize_shorter}\0{self.quality}".encode())
     for e in self.entries:
-      digest.update(f"\n{e.path}\0{e.label}\0{e.synset}\0{e.text}\0{e.name}\0{e.offset}\0{e.size}".encode())
+      digest.update(f"\n{e.synset}\0{e.filename}\0{e.label}\0{e.text}\0{e.size}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
@@ -260,11 +261,16 @@ def _plan_shards(output_dir, splits, options, shuffle_seed):
     layout[split] = [shard_name(split, i, len(chunks)) for i in range(len(chunks))]
     for name, chunk in zip(layout[split], chunks):
       task = ShardTask(output_dir, name, chunk, options.get("resize_shorter", 0), options.get("jpeg_quality", 90))
-      meta = _finished(output_dir, name)
-      if meta is not None and meta.get("inputs") == task.inputs():
+      meta, inputs = _finished(output_dir, name), task.inputs()
+      # A sidecar from before inputs were recorded keeps the old rule (the image count), so a long
+      # conversion started by an older tfscale is not redone from scratch.
+      if meta is not None and meta.get("inputs", inputs if meta["images"] == len(chunk) else None) == inputs:
         done[name] = meta
       else:
-        changed += meta is not None
+        if meta is not None:  # redo it; gone first, so a kill mid-rewrite cannot leave it beside a new sidecar
+          changed += 1
+          os.remove(_sidecar(output_dir, name))
+          os.remove(os.path.join(output_dir, name))
         tasks.append(task)
   return layout, tasks, done, changed
 

@@ -1,4 +1,5 @@
 """ILSVRC2012 layouts and blacklist, ImageNet-22K tars/folders and its hashed split, Places365, killed runs."""
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 import raw_trees
 from conftest import REPO, read_with_tensorflow, run_module
-from data_prep import shard_format
+from data_prep import shard_format, shards
 
 
 def convert(module, raw, out, *flags):
@@ -141,6 +142,14 @@ def test_a_rerun_with_other_options_rewrites_the_shards_they_change(tmp_path):
   assert sorted({int(r["label"]) for r in records(out, "train")}) == [1, 2, 3]
   _, again = convert("imagenet1k", raw, out, *args, "--label_offset=1")
   assert "resuming: 3 shards already written, 0 to go" in again.stderr
+  # Sidecars written before inputs were recorded keep the old rule (the image count): no long conversion
+  # started by an older tfscale is redone from scratch.
+  for sidecar in (out / shards.SIDE_CAR_DIR).glob("*.json"):
+    meta = json.loads(sidecar.read_text())
+    del meta["inputs"]
+    sidecar.write_text(json.dumps(meta))
+  _, legacy = convert("imagenet1k", raw, out, *args, "--label_offset=1")
+  assert "resuming: 3 shards already written, 0 to go" in legacy.stderr
 
 
 def test_converters_refuse_raw_trees_that_would_convert_to_nothing(tmp_path):

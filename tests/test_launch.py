@@ -133,6 +133,20 @@ def test_mpirun_forwards_the_launching_shells_settings_to_remote_ranks():
   assert " -x PATH -x APPTAINER_BIND -x TFSCALE_MALLOC -x TFSCALE_TF_IFACE -x TFSCALE_TF_TIMEOUT " in out, out
 
 
+def test_slurm_script_refused_while_written_submits_nothing(tmp_path):
+  """A refusal while the batch script is written (here a ':' in --stage-data's DST) must not reach sbatch:
+  piped, sbatch got the lines written so far and submitted them."""
+  (tmp_path / "sbatch").write_text(f"#!/bin/sh\ncat > {tmp_path}/submitted\n")
+  os.chmod(tmp_path / "sbatch", 0o755)
+  env = {**MINIMAL_ENV, "PATH": f"{tmp_path}:{MINIMAL_ENV['PATH']}"}
+  result = launch("slurm.sh", "--nodes=1", "--cores-per-node=2", "--stage-data=/pfs/d:/local/x:y", "--", "x",
+                  env=env, check=False)
+  assert result.returncode == 2 and "the paths cannot contain ',' or ':'" in result.stderr
+  assert not (tmp_path / "submitted").exists()
+  launch("slurm.sh", "--nodes=1", "--cores-per-node=2", "--", "x", env=env)
+  assert (tmp_path / "submitted").read_text().startswith("#!/bin/bash\n#SBATCH --job-name=tfscale\n")
+
+
 def test_slurm_script_outside_an_allocation_needs_the_compute_nodes_cores():
   """sbatch runs on a login node: its CPU count would size every rank of the job (it did, silently)."""
   result = launch("slurm.sh", "--nodes=2", "--dry-run", "--", "x", check=False)

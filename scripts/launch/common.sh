@@ -74,12 +74,12 @@ launch_parse() {
     launch_die "--nodes=$nodes but ${#hosts[@]} hosts given"
   fi
   if [[ -z $cores_per_node ]]; then
-    if [[ -n ${SLURM_CPUS_ON_NODE:-} ]]; then
-      cores_per_node=$SLURM_CPUS_ON_NODE
+    if [[ -n ${SLURM_CPUS_ON_NODE:-} ]]; then  # Slurm's CPUs: hardware threads where ThreadsPerCore > 1
+      cores_per_node=$((SLURM_CPUS_ON_NODE / ${SLURM_THREADS_PER_CORE:-1}))
     elif [[ $(basename "$0") == slurm.sh ]]; then  # sbatch runs on a login node, whose CPUs say nothing
       launch_die "--cores-per-node=C is needed outside an allocation (the compute nodes' physical cores)"
     else  # this machine's physical cores (hyperthreads are not cores: one rank thread per core)
-      cores_per_node=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l)
+      cores_per_node=$({ lscpu -p=core,socket 2>/dev/null || true; } | { grep -v '^#' || true; } | sort -u | wc -l)
       ((cores_per_node)) || cores_per_node=$(nproc --all)
     fi
   fi

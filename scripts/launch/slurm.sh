@@ -54,6 +54,7 @@ batch_script() {
   if [[ -n $stage_data ]]; then
     [[ $stage_data == *:* ]] || launch_die "--stage-data wants SRC:DST"
     local src=${stage_data%%:*} dst=${stage_data#*:}
+    [[ $src$dst != *[,:]* ]] || launch_die "--stage-data=SRC:DST: the paths cannot contain ',' or ':'"
     local stage=("$launch_repo/scripts/stage_data.sh" "$src" "$dst" "$ranks_per_node")
     echo "# each node copies the shards its ranks will read (the input pipeline's file-to-rank rule)"
     if [[ -n $image ]]; then  # Apptainer binds only $HOME, $PWD and /tmp: both ends, DST made first
@@ -92,8 +93,10 @@ exit "\$status"
 SCRIPT
 }
 
+# Whole before anything sees it: a refusal while writing it must not leave sbatch half a script to submit.
+script=$(batch_script)
 if ((dry_run)); then
-  batch_script
+  printf '%s\n' "$script"
 else
-  batch_script | sbatch
+  printf '%s\n' "$script" | sbatch
 fi
